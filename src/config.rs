@@ -1,0 +1,225 @@
+//! Configuration: defaults, then the TOML file in the platform config directory,
+//! then `CPWATCH_*` environment variables, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the configuration file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?} is not valid: {message}")]
+    Env { name: String, value: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no home directory is known; set --data-dir or CPWATCH_DATA_DIR")]
+    NoHome,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port the receiver listens on.
+    pub listen: SocketAddr,
+    /// Path that accepts deliveries.
+    pub webhook_path: String,
+    /// The public URL a tunnel gives the receiver, shown to the user (optional).
+    pub public_url: Option<String>,
+    /// Where the database lives; the platform data directory when unset.
+    pub data_dir: Option<PathBuf>,
+    /// Largest body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers (also the keep-alive idle time).
+    pub header_timeout_secs: u64,
+    /// Time a client has to send its whole body.
+    pub body_timeout_secs: u64,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Record `X-Forwarded-For` / `CF-Connecting-IP` as the client address: only
+    /// meaningful behind a tunnel or proxy that sets them.
+    pub trust_forwarded_headers: bool,
+    /// How many refused requests the log keeps (newest first).
+    pub refused_log_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            webhook_path: "/webhook".into(),
+            public_url: None,
+            data_dir: None,
+            max_body_bytes: 1024 * 1024,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 256,
+            trust_forwarded_headers: false,
+            refused_log_size: 1000,
+        }
+    }
+}
+
+/// The default configuration file: `$XDG_CONFIG_HOME/cpwatch/config.toml` on Linux.
+pub fn default_config_file() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("cpwatch").join("config.toml"))
+}
+
+impl Config {
+    /// Loads the file (when `explicit`, it must exist) and applies the environment.
+    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let (path, required) = match file {
+            Some(p) => (Some(p.to_path_buf()), true),
+            None => (default_config_file(), false),
+        };
+        let mut config = match path {
+            Some(path) if required || path.exists() => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str(&text)
+                    .map_err(|e| ConfigError::Parse { path, message: e.message().to_string() })?
+            }
+            _ => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+                name: name.into(),
+                message: e.to_string(),
+                value,
+            })
+        }
+        let var = |name: &str| env(name).filter(|v| !v.is_empty());
+        if let Some(v) = var("CPWATCH_LISTEN") {
+            self.listen = parse("CPWATCH_LISTEN", v)?;
+        }
+        if let Some(v) = var("CPWATCH_WEBHOOK_PATH") {
+            self.webhook_path = v;
+        }
+        if let Some(v) = var("CPWATCH_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = var("CPWATCH_DATA_DIR") {
+            self.data_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("CPWATCH_MAX_BODY_BYTES") {
+            self.max_body_bytes = parse("CPWATCH_MAX_BODY_BYTES", v)?;
+        }
+        if let Some(v) = var("CPWATCH_HEADER_TIMEOUT_SECS") {
+            self.header_timeout_secs = parse("CPWATCH_HEADER_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = var("CPWATCH_BODY_TIMEOUT_SECS") {
+            self.body_timeout_secs = parse("CPWATCH_BODY_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = var("CPWATCH_MAX_CONNECTIONS") {
+            self.max_connections = parse("CPWATCH_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = var("CPWATCH_TRUST_FORWARDED_HEADERS") {
+            self.trust_forwarded_headers = parse("CPWATCH_TRUST_FORWARDED_HEADERS", v)?;
+        }
+        if let Some(v) = var("CPWATCH_REFUSED_LOG_SIZE") {
+            self.refused_log_size = parse("CPWATCH_REFUSED_LOG_SIZE", v)?;
+        }
+        Ok(())
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let path = &self.webhook_path;
+        if !path.starts_with('/') || path.len() < 2 || path.contains(['?', '#', ' ']) {
+            return Err(ConfigError::Invalid(format!(
+                "webhook_path {path:?} must be an absolute path such as \"/webhook\""
+            )));
+        }
+        if path == "/healthz" {
+            return Err(ConfigError::Invalid("webhook_path cannot be /healthz".into()));
+        }
+        if self.max_body_bytes == 0 || self.max_connections == 0 {
+            return Err(ConfigError::Invalid("max_body_bytes and max_connections must be above zero".into()));
+        }
+        if self.header_timeout_secs == 0 || self.body_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("timeouts must be at least one second".into()));
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid(format!("public_url {url:?} must start with https://")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The data directory: configured, else `$XDG_DATA_HOME/cpwatch` on Linux.
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        match &self.data_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => dirs::data_dir().map(|d| d.join("cpwatch")).ok_or(ConfigError::NoHome),
+        }
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
+    }
+
+    /// The local URL deliveries are posted to.
+    pub fn local_webhook_url(&self, bound: SocketAddr) -> String {
+        let host = if bound.ip().is_unspecified() {
+            SocketAddr::new([127, 0, 0, 1].into(), bound.port())
+        } else {
+            bound
+        };
+        format!("http://{host}{}", self.webhook_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_the_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nmax_body_bytes = 2048\n").expect("write config");
+        let config =
+            Config::load(Some(&file), env_of(&[("CPWATCH_LISTEN", "127.0.0.1:9100")])).expect("loads");
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 9100)), "env beats file");
+        assert_eq!(config.max_body_bytes, 2048, "file beats default");
+        assert_eq!(config.webhook_path, "/webhook", "default kept");
+    }
+
+    #[test]
+    fn malformed_configuration_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "listen = 8787\n").expect("write config");
+        let err = Config::load(Some(&file), env_of(&[])).expect_err("a number is no address");
+        assert!(err.to_string().contains("config.toml"), "{err}");
+        std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").expect("write config");
+        let err = Config::load(Some(&file), env_of(&[])).expect_err("an unknown key is refused");
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let err = Config::load(None, env_of(&[("CPWATCH_LISTEN", "nowhere")])).expect_err("bad env");
+        assert!(err.to_string().contains("CPWATCH_LISTEN"), "{err}");
+        let missing = dir.path().join("missing.toml");
+        assert!(Config::load(Some(&missing), env_of(&[])).is_err(), "an explicit file must exist");
+    }
+}

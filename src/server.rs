@@ -1,0 +1,121 @@
+//! `cpwatch serve` as a library call: takes the data directory, starts the writer,
+//! binds the receiver and runs until told to stop. The desktop shell reuses it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError};
+use crate::intake::{self, ReceiverState, ServeOptions};
+use crate::store::{self, writer, DataDirLock, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}{}", hint(source))]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("the receiver stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+fn hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (the port is in use: is another cpwatch or program running? choose another with --listen)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges: choose one above)",
+        _ => "",
+    }
+}
+
+/// A receiver that has its data directory, its database and its socket, ready to serve.
+pub struct Receiver {
+    config: Config,
+    data_dir: PathBuf,
+    first_start: bool,
+    listener: TcpListener,
+    state: ReceiverState,
+    writer_thread: JoinHandle<()>,
+    _lock: DataDirLock,
+}
+
+impl Receiver {
+    /// Locks the data directory, opens (or creates) the database and binds the listener.
+    pub async fn start(config: Config) -> Result<Receiver, ServerError> {
+        let data_dir = config.data_dir()?;
+        let first_start = !data_dir.join(store::DATABASE_FILE).exists();
+        let db = store::prepare_data_dir(&data_dir)?;
+        let lock = store::lock_data_dir(&data_dir)?;
+        let (writer, writer_thread) = writer::spawn(db.clone(), config.refused_log_size)?;
+        let state = ReceiverState::new(&config, &db, writer)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let mut lock = lock;
+        let bound = listener.local_addr().unwrap_or(config.listen);
+        lock.announce(&config.local_webhook_url(bound))?;
+        Ok(Receiver { config, data_dir, first_start, listener, state, writer_thread, _lock: lock })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    pub fn webhook_url(&self) -> String {
+        self.config.local_webhook_url(self.local_addr())
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// True when this start created the database.
+    pub fn first_start(&self) -> bool {
+        self.first_start
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight deliveries and flushes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Receiver { config, listener, state, writer_thread, _lock, .. } = self;
+        let router = intake::router(state, &config.webhook_path);
+        intake::serve(listener, router, ServeOptions::from_config(&config), shutdown)
+            .await
+            .map_err(ServerError::Serve)?;
+        // Every acknowledged delivery is already committed; this only waits for the
+        // writer to finish what is queued and checkpoint, for a tidy stop.
+        let joined = tokio::task::spawn_blocking(move || writer_thread.join());
+        if tokio::time::timeout(Duration::from_secs(10), joined).await.is_err() {
+            tracing::warn!(
+                "the writer did not stop within 10 s; exiting anyway (nothing acknowledged is lost)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping: finishing in-flight deliveries");
+}

@@ -1,0 +1,207 @@
+//! Durable storage in one SQLite file: deliveries, uploads, studies, subjects,
+//! webhook authentication and the refused-request log.
+//!
+//! Every write goes through the single [`writer`] thread, which commits many
+//! deliveries per transaction; reads use their own connections and, thanks to WAL,
+//! never block it. Durability: WAL with `synchronous=FULL`, so a commit has reached
+//! the disk (the WAL file is fsynced) before any delivery in it is acknowledged.
+
+pub mod query;
+mod schema;
+pub mod webhooks;
+pub mod writer;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone as _, Utc};
+use rusqlite::{Connection, OpenFlags};
+
+pub use writer::{NewDelivery, RefusedRequest, Stored, WriterHandle};
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "cpwatch.sqlite3";
+const LOCK_FILE: &str = "cpwatch.lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(
+        "another cpwatch{} is already running on the data directory {dir}; stop it first, or give this one its own --data-dir",
+        pid.map_or_else(String::new, |p| format!(" (pid {p})"))
+    )]
+    AlreadyRunning { dir: PathBuf, pid: Option<u32> },
+    #[error("{path} is not a usable cpwatch database ({detail}); move it aside to start afresh")]
+    NotADatabase { path: PathBuf, detail: String },
+    #[error("{path} was written by a newer cpwatch (schema version {found}, this one knows up to {known}); upgrade cpwatch")]
+    NewerSchema { path: PathBuf, found: i64, known: i64 },
+    #[error("the delivery store is shutting down")]
+    Closed,
+    #[error("the delivery could not be stored: {0}")]
+    WriteFailed(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl StoreError {
+    fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+        move |source| StoreError::Io { action, path: path.to_path_buf(), source }
+    }
+}
+
+/// Creates the data directory (owner-only) if needed and returns the database path.
+pub fn prepare_data_dir(dir: &Path) -> Result<PathBuf, StoreError> {
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(StoreError::io("cannot create the data directory", dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(StoreError::io("cannot restrict the data directory", dir))?;
+    }
+    let path = dir.join(DATABASE_FILE);
+    if !path.exists() {
+        // Created here rather than by SQLite so that it is owner-only from its first
+        // byte; SQLite gives the -wal and -shm files the same permissions.
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(StoreError::io("cannot create the database", &path))?;
+    }
+    Ok(path)
+}
+
+/// Holds the data directory for one receiver; released when dropped (or the process dies).
+/// The lock file also tells other commands which process holds it and where it listens.
+#[derive(Debug)]
+pub struct DataDirLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl DataDirLock {
+    /// Records the receiver's URL for `cpwatch status`.
+    pub fn announce(&mut self, url: &str) -> Result<(), StoreError> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(format!("{}\n{url}\n", std::process::id()).as_bytes()))
+            .map_err(StoreError::io("cannot write the lock file", &self.path))
+    }
+}
+
+/// The receiver holding a data directory, as its lock file describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningReceiver {
+    pub pid: Option<u32>,
+    pub url: Option<String>,
+}
+
+fn describe_lock(file: &mut File) -> RunningReceiver {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let mut lines = text.lines();
+    RunningReceiver {
+        pid: lines.next().and_then(|l| l.trim().parse().ok()),
+        url: lines.next().map(str::to_string),
+    }
+}
+
+fn open_lock_file(dir: &Path) -> Result<(File, PathBuf), StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(StoreError::io("cannot open the lock file", &path))?;
+    Ok((file, path))
+}
+
+/// Takes the data directory's lock, or says which process holds it.
+pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, StoreError> {
+    let (mut file, path) = open_lock_file(dir)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let pid = describe_lock(&mut file).pid;
+            return Err(StoreError::AlreadyRunning { dir: dir.to_path_buf(), pid });
+        }
+        Err(fs::TryLockError::Error(source)) => {
+            return Err(StoreError::Io { action: "cannot lock", path, source });
+        }
+    }
+    let mut lock = DataDirLock { file, path };
+    lock.announce("")?;
+    Ok(lock)
+}
+
+/// The receiver running on `dir`, if any. Looks without taking the lock for more than
+/// an instant (a shared lock, which never blocks a receiver that holds it).
+pub fn running_receiver(dir: &Path) -> Result<Option<RunningReceiver>, StoreError> {
+    if !dir.join(LOCK_FILE).exists() {
+        return Ok(None);
+    }
+    let (mut file, path) = open_lock_file(dir)?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(None),
+        Err(fs::TryLockError::WouldBlock) => Ok(Some(describe_lock(&mut file))),
+        Err(fs::TryLockError::Error(source)) => Err(StoreError::Io { action: "cannot lock", path, source }),
+    }
+}
+
+/// Opens a connection with cpwatch's PRAGMAs and brings the schema up to date.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    let not_a_database = |e: rusqlite::Error| match e {
+        rusqlite::Error::SqliteFailure(err, detail)
+            if matches!(
+                err.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ) =>
+        {
+            StoreError::NotADatabase {
+                path: path.to_path_buf(),
+                detail: detail.unwrap_or_else(|| err.to_string()),
+            }
+        }
+        other => StoreError::Sqlite(other),
+    };
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(not_a_database)?;
+    configure(&conn).map_err(not_a_database)?;
+    schema::migrate(&mut conn, path).map_err(|e| match e {
+        StoreError::Sqlite(e) => not_a_database(e),
+        other => other,
+    })?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: the WAL is fsynced at every commit, so a commit survives power loss,
+    // not only a crash of this process.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Opens the store for the command line: creates the directory and file on first use.
+pub fn open_in(dir: &Path) -> Result<Connection, StoreError> {
+    let path = prepare_data_dir(dir)?;
+    open(&path)
+}
+
+pub fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}

@@ -1,0 +1,170 @@
+//! Versioned migrations, applied in order at open. A shipped migration is never
+//! edited: a change to the schema is a new entry at the end of [`MIGRATIONS`].
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO meta (key, value) VALUES ('auth_generation', '0');
+
+    CREATE TABLE webhooks (
+        webhook_id TEXT PRIMARY KEY,
+        label      TEXT,
+        auth_mode  TEXT NOT NULL CHECK (auth_mode IN ('none', 'passcode', 'basic', 'bearer')),
+        basic_user TEXT,
+        secret     TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        CHECK (auth_mode = 'none' OR length(secret) > 0)
+    ) STRICT;
+    -- The receiver reloads authentication when this number moves, whoever changed it.
+    CREATE TRIGGER webhooks_insert AFTER INSERT ON webhooks BEGIN
+        UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'auth_generation';
+    END;
+    CREATE TRIGGER webhooks_update AFTER UPDATE ON webhooks BEGIN
+        UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'auth_generation';
+    END;
+    CREATE TRIGGER webhooks_delete AFTER DELETE ON webhooks BEGIN
+        UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'auth_generation';
+    END;
+
+    CREATE TABLE deliveries (
+        seq               INTEGER PRIMARY KEY,
+        delivery_id       TEXT NOT NULL,
+        body_sha256       BLOB NOT NULL,
+        event             TEXT NOT NULL,
+        webhook_id        TEXT,
+        received_at       INTEGER NOT NULL,
+        peer              TEXT,
+        forwarded_for     TEXT,
+        auth              TEXT NOT NULL,
+        auth_ok           INTEGER NOT NULL,
+        headers           TEXT NOT NULL,
+        body              BLOB NOT NULL,
+        flag              TEXT,
+        problem           TEXT,
+        study_id          TEXT,
+        subject_id        TEXT,
+        upload_id         TEXT,
+        status            TEXT,
+        summary           TEXT NOT NULL,
+        duplicates        INTEGER NOT NULL DEFAULT 0,
+        last_duplicate_at INTEGER,
+        UNIQUE (delivery_id, body_sha256)
+    ) STRICT;
+    CREATE INDEX deliveries_received ON deliveries (received_at);
+    CREATE INDEX deliveries_upload ON deliveries (study_id, upload_id, seq) WHERE upload_id IS NOT NULL;
+    CREATE INDEX deliveries_subject ON deliveries (study_id, subject_id, received_at);
+
+    CREATE TABLE studies (
+        study_id         TEXT PRIMARY KEY,
+        label            TEXT,
+        first_seen_at    INTEGER NOT NULL,
+        last_delivery_at INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE subjects (
+        study_id           TEXT NOT NULL,
+        subject_id         TEXT NOT NULL,
+        subject_identifier TEXT,
+        first_seen_at      INTEGER NOT NULL,
+        last_delivery_at   INTEGER NOT NULL,
+        PRIMARY KEY (study_id, subject_id)
+    ) STRICT;
+
+    CREATE TABLE uploads (
+        study_id               TEXT NOT NULL,
+        upload_id              TEXT NOT NULL,
+        subject_id             TEXT,
+        status                 TEXT NOT NULL,
+        started_at             INTEGER,
+        completed_at           INTEGER,
+        failed_at              INTEGER,
+        error_message          TEXT,
+        first_epoch_utc        INTEGER,
+        last_epoch_utc         INTEGER,
+        first_epoch_subject_tz TEXT,
+        last_epoch_subject_tz  TEXT,
+        first_seen_at          INTEGER NOT NULL,
+        updated_at             INTEGER NOT NULL,
+        deliveries             INTEGER NOT NULL,
+        PRIMARY KEY (study_id, upload_id)
+    ) STRICT;
+    CREATE INDEX uploads_updated ON uploads (updated_at);
+    CREATE INDEX uploads_status ON uploads (status, updated_at);
+    CREATE INDEX uploads_subject ON uploads (study_id, subject_id, updated_at);
+
+    CREATE TABLE refused (
+        id          INTEGER PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        peer        TEXT,
+        method      TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        status      INTEGER NOT NULL,
+        reason      TEXT NOT NULL,
+        webhook_id  TEXT,
+        event       TEXT,
+        delivery_id TEXT,
+        headers     TEXT NOT NULL,
+        body_prefix BLOB NOT NULL,
+        body_len    INTEGER
+    ) STRICT;
+    CREATE INDEX refused_received ON refused (received_at);
+    "#,
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current == VERSION {
+        return Ok(());
+    }
+    if current > VERSION {
+        return Err(StoreError::NewerSchema { path: path.to_path_buf(), found: current, known: VERSION });
+    }
+    // IMMEDIATE: two processes opening a new file at once must not both migrate it.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_to_an_empty_database_and_are_idempotent() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database");
+        migrate(&mut conn, Path::new(":memory:")).expect("migrations apply");
+        migrate(&mut conn, Path::new(":memory:")).expect("a second open changes nothing");
+        let version: i64 =
+            conn.pragma_query_value(None, "user_version", |row| row.get(0)).expect("user_version");
+        assert_eq!(version, VERSION);
+        let check: String =
+            conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).expect("integrity_check");
+        assert_eq!(check, "ok");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database");
+        conn.pragma_update(None, "user_version", VERSION + 1).expect("set version");
+        assert!(matches!(migrate(&mut conn, Path::new(":memory:")), Err(StoreError::NewerSchema { .. })));
+    }
+}

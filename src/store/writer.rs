@@ -1,0 +1,388 @@
+//! The single writer: one thread owns the write connection and commits every
+//! delivery that is waiting in one transaction (group commit), so under load one
+//! fsync covers many deliveries, and at rest a delivery is committed at once.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, TransactionBehavior};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{query, to_ms, StoreError};
+use crate::event::{Event, Parsed, PayloadError, UploadEvent};
+use crate::upload::{Transition, UploadState};
+
+/// How many operations one transaction takes at most.
+const MAX_BATCH: usize = 512;
+/// Deliveries waiting for the writer; beyond this, senders wait (back-pressure).
+const QUEUE: usize = 4096;
+
+/// An authenticated delivery, as the receiver hands it to the store.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub delivery_id: String,
+    pub event_name: String,
+    pub webhook_id: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub peer: Option<String>,
+    pub forwarded_for: Option<String>,
+    /// The authentication outcome, as a person reads it.
+    pub auth: String,
+    /// False only for a validation handshake whose credentials did not check out.
+    pub auth_ok: bool,
+    /// Request headers with credentials already redacted.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub parsed: Result<Parsed, PayloadError>,
+}
+
+impl NewDelivery {
+    /// How the delivery is flagged for the user, if its body could not be fully used.
+    pub fn flag(&self) -> Option<&'static str> {
+        match &self.parsed {
+            Ok(Parsed { event: Event::Unknown(_), .. }) => Some("unknown_event"),
+            Ok(_) => None,
+            Err(e) => Some(e.flag()),
+        }
+    }
+
+    fn problem(&self) -> Option<String> {
+        match &self.parsed {
+            Ok(parsed) if parsed.warnings.is_empty() => None,
+            Ok(parsed) => Some(parsed.warnings.join("; ")),
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    fn event(&self) -> Option<&Event> {
+        self.parsed.as_ref().ok().map(|p| &p.event)
+    }
+
+    fn summary(&self) -> String {
+        match &self.parsed {
+            Ok(parsed) => parsed.event.summary(),
+            Err(e) => format!("{} delivery that could not be read: {e}", self.event_name),
+        }
+    }
+}
+
+/// A request the receiver refused (400, 401, 408, 413), kept in a bounded log.
+#[derive(Debug, Clone)]
+pub struct RefusedRequest {
+    pub received_at: DateTime<Utc>,
+    pub peer: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub reason: String,
+    pub webhook_id: Option<String>,
+    pub event: Option<String>,
+    pub delivery_id: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body_prefix: Vec<u8>,
+    pub body_len: Option<u64>,
+}
+
+/// What storing a delivery did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    New {
+        seq: i64,
+        upload: Option<UploadChange>,
+    },
+    /// Same delivery id and same body as delivery `seq`: a retry, counted, not applied.
+    Duplicate {
+        seq: i64,
+    },
+}
+
+/// How a new `upload` delivery changed its upload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadChange {
+    pub study_id: String,
+    pub upload_id: String,
+    pub state: UploadState,
+    pub transition: Transition,
+}
+
+type Reply = oneshot::Sender<Result<Stored, StoreError>>;
+
+enum Op {
+    Delivery(Box<NewDelivery>, Reply),
+    Refused(Box<RefusedRequest>),
+}
+
+/// The receiver's side of the writer: cheap to clone, usable from async code.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Op>,
+    dropped_refusals: Arc<AtomicU64>,
+}
+
+impl WriterHandle {
+    /// Stores a delivery; resolves once it is committed to disk, or with the reason it is not.
+    pub async fn store(&self, delivery: NewDelivery) -> Result<Stored, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Op::Delivery(Box::new(delivery), reply)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Logs a refused request without waiting. Under a flood the log entry is dropped
+    /// (and counted) rather than letting refused requests queue up memory or delay deliveries.
+    pub fn log_refused(&self, refused: RefusedRequest) {
+        if self.tx.try_send(Op::Refused(Box::new(refused))).is_err() {
+            self.dropped_refusals.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Refused requests not logged because the writer was busy.
+    pub fn dropped_refusals(&self) -> u64 {
+        self.dropped_refusals.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens the database and starts the writer thread. The thread ends, after
+/// committing everything queued, once every [`WriterHandle`] is dropped.
+pub fn spawn(path: PathBuf, refused_keep: usize) -> Result<(WriterHandle, JoinHandle<()>), StoreError> {
+    let conn = super::open(&path)?;
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("cpwatch-writer".into())
+        .spawn(move || run(conn, path, rx, refused_keep))
+        .map_err(|source| StoreError::Io {
+            action: "cannot start the writer thread for",
+            path: PathBuf::new(),
+            source,
+        })?;
+    Ok((WriterHandle { tx, dropped_refusals: Arc::default() }, thread))
+}
+
+fn run(conn: Connection, path: PathBuf, mut rx: mpsc::Receiver<Op>, refused_keep: usize) {
+    let mut conn = Some(conn);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        if conn.is_none() {
+            // A previous batch failed (disk full, file made read-only, ...): start
+            // from a fresh connection so that the store recovers once the fault is gone.
+            conn =
+                super::open(&path).inspect_err(|e| tracing::error!("cannot reopen the database: {e}")).ok();
+        }
+        let outcome = match conn.as_mut() {
+            Some(c) => commit(c, &batch, refused_keep).map_err(|e| e.to_string()),
+            None => Err("the database cannot be opened".to_string()),
+        };
+        match outcome {
+            Ok(mut results) => {
+                for (op, result) in batch.drain(..).zip(results.drain(..)) {
+                    if let (Op::Delivery(_, reply), Some(result)) = (op, result) {
+                        // The receiver may have gone (client hung up): the delivery is stored anyway.
+                        let _ = reply.send(result);
+                    }
+                }
+            }
+            Err(reason) => {
+                tracing::error!("could not commit {} queued operation(s): {reason}", batch.len());
+                conn = None;
+                for op in batch.drain(..) {
+                    if let Op::Delivery(_, reply) = op {
+                        let _ = reply.send(Err(StoreError::WriteFailed(reason.clone())));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(conn) = conn {
+        // Folds the WAL back into the main file so a stopped receiver leaves one tidy file.
+        let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+    }
+}
+
+/// Writes one batch in one transaction. Each delivery gets its own savepoint, so one
+/// that cannot be written fails alone; nothing is answered until the commit succeeded.
+fn commit(
+    conn: &mut Connection,
+    batch: &[Op],
+    refused_keep: usize,
+) -> rusqlite::Result<Vec<Option<Result<Stored, StoreError>>>> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut refused_added = false;
+    for op in batch {
+        match op {
+            Op::Delivery(delivery, _) => {
+                let sp = tx.savepoint()?;
+                match insert_delivery(&sp, delivery) {
+                    Ok(stored) => {
+                        sp.commit()?;
+                        results.push(Some(Ok(stored)));
+                    }
+                    Err(e) => {
+                        tracing::error!("could not store delivery {}: {e}", delivery.delivery_id);
+                        drop(sp);
+                        results.push(Some(Err(StoreError::WriteFailed(e.to_string()))));
+                    }
+                }
+            }
+            Op::Refused(refused) => {
+                insert_refused(&tx, refused)?;
+                refused_added = true;
+                results.push(None);
+            }
+        }
+    }
+    if refused_added {
+        tx.execute(
+            "DELETE FROM refused WHERE id <= (SELECT max(id) FROM refused) - ?1",
+            params![refused_keep as i64],
+        )?;
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn insert_delivery(conn: &Connection, d: &NewDelivery) -> rusqlite::Result<Stored> {
+    let event = d.event();
+    let at = to_ms(d.received_at);
+    let headers = serde_json::to_string(&d.headers).unwrap_or_else(|_| "[]".into());
+    let body_sha256 = Sha256::digest(&d.body).to_vec();
+    let (seq, duplicates): (i64, i64) = conn.query_row(
+        "INSERT INTO deliveries (delivery_id, body_sha256, event, webhook_id, received_at, peer,
+             forwarded_for, auth, auth_ok, headers, body, flag, problem, study_id, subject_id,
+             upload_id, status, summary)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+         ON CONFLICT (delivery_id, body_sha256) DO UPDATE
+             SET duplicates = duplicates + 1, last_duplicate_at = excluded.received_at
+         RETURNING seq, duplicates",
+        params![
+            d.delivery_id,
+            body_sha256,
+            d.event_name,
+            d.webhook_id,
+            at,
+            d.peer,
+            d.forwarded_for,
+            d.auth,
+            d.auth_ok,
+            headers,
+            d.body,
+            d.flag(),
+            d.problem(),
+            event.and_then(Event::study_id),
+            event.and_then(Event::subject_id),
+            event.and_then(Event::upload_id),
+            event.and_then(Event::status),
+            d.summary(),
+        ],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    if duplicates > 0 {
+        return Ok(Stored::Duplicate { seq });
+    }
+    let Some(event) = event else {
+        return Ok(Stored::New { seq, upload: None });
+    };
+    if let Some(study) = event.study_id() {
+        conn.execute(
+            "INSERT INTO studies (study_id, first_seen_at, last_delivery_at) VALUES (?1, ?2, ?2)
+             ON CONFLICT (study_id) DO UPDATE SET last_delivery_at = max(last_delivery_at, excluded.last_delivery_at)",
+            params![study, at],
+        )?;
+        if let Some(subject) = event.subject_id() {
+            conn.execute(
+                "INSERT INTO subjects (study_id, subject_id, subject_identifier, first_seen_at, last_delivery_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (study_id, subject_id) DO UPDATE SET
+                     subject_identifier = coalesce(excluded.subject_identifier, subject_identifier),
+                     last_delivery_at = max(last_delivery_at, excluded.last_delivery_at)",
+                params![study, subject, event.subject_identifier(), at],
+            )?;
+        }
+    }
+    let upload = match event {
+        Event::Upload(upload) => Some(apply_upload(conn, upload, d.received_at)?),
+        _ => None,
+    };
+    Ok(Stored::New { seq, upload })
+}
+
+fn apply_upload(conn: &Connection, event: &UploadEvent, at: DateTime<Utc>) -> rusqlite::Result<UploadChange> {
+    let existing = query::upload_state(conn, &event.study_id, &event.upload_id)?;
+    let (state, transition) = match existing {
+        Some(mut state) => {
+            let transition = state.apply(event, at);
+            (state, transition)
+        }
+        None => (UploadState::new(event, at), Transition::Created),
+    };
+    let local = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string());
+    conn.execute(
+        "INSERT INTO uploads (study_id, upload_id, subject_id, status, started_at, completed_at,
+             failed_at, error_message, first_epoch_utc, last_epoch_utc, first_epoch_subject_tz,
+             last_epoch_subject_tz, first_seen_at, updated_at, deliveries)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, 1)
+         ON CONFLICT (study_id, upload_id) DO UPDATE SET
+             subject_id = excluded.subject_id, status = excluded.status,
+             started_at = excluded.started_at, completed_at = excluded.completed_at,
+             failed_at = excluded.failed_at, error_message = excluded.error_message,
+             first_epoch_utc = excluded.first_epoch_utc, last_epoch_utc = excluded.last_epoch_utc,
+             first_epoch_subject_tz = excluded.first_epoch_subject_tz,
+             last_epoch_subject_tz = excluded.last_epoch_subject_tz,
+             updated_at = excluded.updated_at, deliveries = deliveries + 1",
+        params![
+            event.study_id,
+            event.upload_id,
+            state.subject_id,
+            state.status.as_str(),
+            state.started_at.map(to_ms),
+            state.completed_at.map(to_ms),
+            state.failed_at.map(to_ms),
+            state.error_message,
+            state.first_epoch_utc.map(to_ms),
+            state.last_epoch_utc.map(to_ms),
+            local(state.first_epoch_subject_tz),
+            local(state.last_epoch_subject_tz),
+            to_ms(at),
+        ],
+    )?;
+    Ok(UploadChange {
+        study_id: event.study_id.clone(),
+        upload_id: event.upload_id.clone(),
+        state,
+        transition,
+    })
+}
+
+fn insert_refused(conn: &Connection, r: &RefusedRequest) -> rusqlite::Result<()> {
+    let headers = serde_json::to_string(&r.headers).unwrap_or_else(|_| "[]".into());
+    conn.execute(
+        "INSERT INTO refused (received_at, peer, method, path, status, reason, webhook_id, event,
+             delivery_id, headers, body_prefix, body_len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            to_ms(r.received_at),
+            r.peer,
+            r.method,
+            r.path,
+            r.status,
+            r.reason,
+            r.webhook_id,
+            r.event,
+            r.delivery_id,
+            headers,
+            r.body_prefix,
+            r.body_len.map(|n| n as i64),
+        ],
+    )?;
+    Ok(())
+}
