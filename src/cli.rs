@@ -985,3 +985,33 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_command_and_flag_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn times_are_read_as_dates_rfc3339_or_spans() {
+        assert_eq!(parse_time("2026-11-01").map(|t| t.to_rfc3339()), Ok("2026-11-01T00:00:00+00:00".into()));
+        assert!(parse_time("2026-11-01T10:00:00+02:00").is_ok());
+        let day_ago = parse_time("24h").expect("a span");
+        assert!((Utc::now() - day_ago - chrono::Duration::hours(24)).num_seconds().abs() < 5);
+        assert!(parse_time("soon").is_err());
+        assert!(parse_time("3w").is_err());
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-1"), "'-1");
+    }
+}

@@ -44,6 +44,8 @@ pub enum SignatureError {
     BadHex(&'static str),
     #[error("signature is neither sha1=<hex>, sha256=<hex> nor base64")]
     Unrecognised,
+    #[error("signature is hex without its sha1= or sha256= prefix")]
+    MissingPrefix,
     #[error("signature has the wrong length for {0}")]
     WrongLength(&'static str),
     #[error("signature does not match the body ({0})")]
@@ -72,6 +74,11 @@ pub fn parse(header: &str) -> Result<ParsedSignature, SignatureError> {
     } else if let Some(hex_part) = prefixed("sha256=") {
         let digest = hex::decode(hex_part.trim()).map_err(|_| SignatureError::BadHex("sha256"))?;
         (Scheme::Sha256Hex, digest)
+    } else if value.len() >= 40 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // A long run of hex digits is a hex digest whose sender forgot the prefix (a
+        // base64 SHA-256 always ends in `=`). Read as base64 it would only give a
+        // confusing length error.
+        return Err(SignatureError::MissingPrefix);
     } else {
         let digest = BASE64.decode(value).map_err(|_| SignatureError::Unrecognised)?;
         (Scheme::Base64Sha256, digest)
