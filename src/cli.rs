@@ -13,6 +13,7 @@ use rusqlite::Connection;
 use crate::auth::{AuthMethod, AuthMode, Secret, DEFAULT_WEBHOOK};
 use crate::config::Config;
 use crate::event;
+use crate::export::{self, Format};
 use crate::fixture::HttpFixture;
 use crate::send::{self, Body, Fields, SendAuth, SendOptions, Template};
 use crate::server::{self, Receiver};
@@ -90,6 +91,9 @@ struct ServeArgs {
     /// Path that accepts deliveries.
     #[arg(long, value_name = "PATH")]
     path: Option<String>,
+    /// Loopback address and port of the dashboard.
+    #[arg(long, value_name = "ADDR:PORT")]
+    dashboard_listen: Option<std::net::SocketAddr>,
     /// The public URL your tunnel gives the receiver, to show in messages.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
@@ -289,12 +293,6 @@ impl FilterArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    Csv,
-    Json,
-}
-
 #[derive(Debug, Args)]
 struct ExportArgs {
     #[arg(long, value_enum)]
@@ -375,6 +373,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => {
             config.listen = args.listen.unwrap_or(config.listen);
             config.webhook_path = args.path.unwrap_or(config.webhook_path);
+            config.dashboard_listen = args.dashboard_listen.unwrap_or(config.dashboard_listen);
             config.public_url = args.public_url.or(config.public_url);
             config.max_body_bytes = args.max_body.unwrap_or(config.max_body_bytes);
             config.validate()?;
@@ -431,6 +430,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let receiver = Receiver::start(config).await?;
         let url = receiver.webhook_url();
         println!("cpwatch is receiving CentrePoint deliveries at {url}");
+        println!("dashboard: {}", receiver.dashboard_url());
         println!("data: {}", receiver.data_dir().display());
         match &public_url {
             Some(public) => println!("public URL (enter it in the CentrePoint portal): {public}"),
@@ -831,21 +831,6 @@ fn list_refused(conn: &Connection, limit: u32, json: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-/// A CSV field, quoted when needed; a leading formula character is neutralised so that
-/// a spreadsheet opening the export never runs a payload as a formula.
-fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_string()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value
-    }
-}
-
 fn export(conn: &Connection, args: &ExportArgs) -> anyhow::Result<()> {
     let filter = query::Filter {
         study: args.study.clone(),
@@ -854,56 +839,20 @@ fn export(conn: &Connection, args: &ExportArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let rows = query::uploads(conn, &filter)?;
-    let mut out: Box<dyn std::io::Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    match args.format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &rows)?;
-            writeln!(out)?;
+    match &args.output {
+        Some(path) => {
+            let file =
+                std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            export::write(&mut out, &rows, args.format)?;
+            out.flush()?;
+            eprintln!("exported {} upload(s) to {}", rows.len(), path.display());
         }
-        Format::Csv => {
-            writeln!(
-                out,
-                "study_id,subject_id,upload_id,status,started_at,completed_at,failed_at,duration_seconds,\
-                 first_epoch_utc,last_epoch_utc,first_epoch_subject_tz,last_epoch_subject_tz,error_message,deliveries,updated_at"
-            )?;
-            let t = |t: Option<DateTime<Utc>>| {
-                t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default()
-            };
-            let l = |t: Option<chrono::NaiveDateTime>| {
-                t.map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string()).unwrap_or_default()
-            };
-            for r in &rows {
-                let s = &r.state;
-                let fields = [
-                    r.study_id.clone(),
-                    s.subject_id.clone().unwrap_or_default(),
-                    r.upload_id.clone(),
-                    s.status.as_str().to_string(),
-                    t(s.started_at),
-                    t(s.completed_at),
-                    t(s.failed_at),
-                    r.duration_seconds.map(|d| d.to_string()).unwrap_or_default(),
-                    t(s.first_epoch_utc),
-                    t(s.last_epoch_utc),
-                    l(s.first_epoch_subject_tz),
-                    l(s.last_epoch_subject_tz),
-                    s.error_message.clone().unwrap_or_default(),
-                    r.deliveries.to_string(),
-                    t(Some(r.updated_at)),
-                ];
-                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-                writeln!(out, "{}", line.join(","))?;
-            }
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            export::write(&mut out, &rows, args.format)?;
+            out.flush()?;
         }
-    }
-    out.flush()?;
-    if let Some(path) = &args.output {
-        eprintln!("exported {} upload(s) to {}", rows.len(), path.display());
     }
     Ok(())
 }
@@ -1004,14 +953,5 @@ mod tests {
         assert!((Utc::now() - day_ago - chrono::Duration::hours(24)).num_seconds().abs() < 5);
         assert!(parse_time("soon").is_err());
         assert!(parse_time("3w").is_err());
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_and_never_formulas() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_field("-1"), "'-1");
     }
 }

@@ -28,6 +28,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Path that accepts deliveries.
     pub webhook_path: String,
+    /// Address and port of the dashboard; always a loopback address.
+    pub dashboard_listen: SocketAddr,
     /// The public URL a tunnel gives the receiver, shown to the user (optional).
     pub public_url: Option<String>,
     /// Where the database lives; the platform data directory when unset.
@@ -52,6 +54,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             webhook_path: "/webhook".into(),
+            dashboard_listen: SocketAddr::from(([127, 0, 0, 1], 8788)),
             public_url: None,
             data_dir: None,
             max_body_bytes: 1024 * 1024,
@@ -105,6 +108,9 @@ impl Config {
         if let Some(v) = var("CPWATCH_LISTEN") {
             self.listen = parse("CPWATCH_LISTEN", v)?;
         }
+        if let Some(v) = var("CPWATCH_DASHBOARD_LISTEN") {
+            self.dashboard_listen = parse("CPWATCH_DASHBOARD_LISTEN", v)?;
+        }
         if let Some(v) = var("CPWATCH_WEBHOOK_PATH") {
             self.webhook_path = v;
         }
@@ -145,6 +151,15 @@ impl Config {
         }
         if path == "/healthz" {
             return Err(ConfigError::Invalid("webhook_path cannot be /healthz".into()));
+        }
+        if !self.dashboard_listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "dashboard_listen {} must be a loopback address such as 127.0.0.1:8788: the dashboard shows study data",
+                self.dashboard_listen
+            )));
+        }
+        if self.dashboard_listen.port() != 0 && self.dashboard_listen == self.listen {
+            return Err(ConfigError::Invalid("the dashboard and the receiver need different ports".into()));
         }
         if self.max_body_bytes == 0 || self.max_connections == 0 {
             return Err(ConfigError::Invalid("max_body_bytes and max_connections must be above zero".into()));

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,7 @@ impl ReceiverState {
                     table: RwLock::new(Arc::new(table)),
                     generation: AtomicI64::new(generation),
                     checked_at: Mutex::new(Instant::now()),
+                    stale: Arc::default(),
                 },
                 max_body_bytes: config.max_body_bytes,
                 body_timeout: config.body_timeout(),
@@ -85,6 +86,22 @@ impl ReceiverState {
     pub fn writer(&self) -> &WriterHandle {
         &self.inner.writer
     }
+
+    /// A handle that makes the receiver re-read webhook authentication before the next
+    /// delivery, for changes made in this process (the dashboard's Settings).
+    pub fn auth_invalidator(&self) -> AuthInvalidator {
+        AuthInvalidator(self.inner.auth.stale.clone())
+    }
+}
+
+/// See [`ReceiverState::auth_invalidator`].
+#[derive(Clone, Debug, Default)]
+pub struct AuthInvalidator(Arc<AtomicBool>);
+
+impl AuthInvalidator {
+    pub fn invalidate(&self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// The authentication table, reloaded when the webhooks table changes.
@@ -93,6 +110,8 @@ struct AuthCache {
     table: RwLock<Arc<AuthTable>>,
     generation: AtomicI64,
     checked_at: Mutex<Instant>,
+    /// Set when this process changed webhooks: reload before the next check, not within a second.
+    stale: Arc<AtomicBool>,
 }
 
 impl AuthCache {
@@ -104,8 +123,9 @@ impl AuthCache {
     /// arrives: an idle receiver does no work at all.
     async fn current(state: &ReceiverState) -> Arc<AuthTable> {
         let cache = &state.inner.auth;
+        let forced = cache.stale.swap(false, Ordering::AcqRel);
         let due = cache.checked_at.lock().is_ok_and(|mut at| {
-            let due = at.elapsed() >= AUTH_RECHECK;
+            let due = forced || at.elapsed() >= AUTH_RECHECK;
             if due {
                 *at = Instant::now();
             }

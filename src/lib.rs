@@ -8,7 +8,9 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod event;
+pub mod export;
 pub mod fixture;
 pub mod intake;
 pub mod send;

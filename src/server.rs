@@ -8,10 +8,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
+use crate::dashboard::{self, DashboardState};
 use crate::intake::{self, ReceiverState, ServeOptions};
-use crate::store::{self, writer, DataDirLock, StoreError};
+use crate::store::{self, writer, DataDirLock, ReadPool, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -41,6 +43,8 @@ pub struct Receiver {
     data_dir: PathBuf,
     first_start: bool,
     listener: TcpListener,
+    dashboard_listener: TcpListener,
+    db: PathBuf,
     state: ReceiverState,
     writer_thread: JoinHandle<()>,
     _lock: DataDirLock,
@@ -58,10 +62,23 @@ impl Receiver {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let dashboard_listener = TcpListener::bind(config.dashboard_listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.dashboard_listen, source })?;
         let mut lock = lock;
         let bound = listener.local_addr().unwrap_or(config.listen);
         lock.announce(&config.local_webhook_url(bound))?;
-        Ok(Receiver { config, data_dir, first_start, listener, state, writer_thread, _lock: lock })
+        Ok(Receiver {
+            config,
+            data_dir,
+            first_start,
+            listener,
+            dashboard_listener,
+            db,
+            state,
+            writer_thread,
+            _lock: lock,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -70,6 +87,14 @@ impl Receiver {
 
     pub fn webhook_url(&self) -> String {
         self.config.local_webhook_url(self.local_addr())
+    }
+
+    pub fn dashboard_addr(&self) -> SocketAddr {
+        self.dashboard_listener.local_addr().unwrap_or(self.config.dashboard_listen)
+    }
+
+    pub fn dashboard_url(&self) -> String {
+        format!("http://{}/", self.dashboard_addr())
     }
 
     pub fn data_dir(&self) -> &std::path::Path {
@@ -81,13 +106,46 @@ impl Receiver {
         self.first_start
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight deliveries and flushes.
+    /// Serves the receiver and the dashboard until `shutdown` resolves, then finishes
+    /// in-flight deliveries and flushes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Receiver { config, listener, state, writer_thread, _lock, .. } = self;
-        let router = intake::router(state, &config.webhook_path);
-        intake::serve(listener, router, ServeOptions::from_config(&config), shutdown)
-            .await
-            .map_err(ServerError::Serve)?;
+        let receiver_url = self.webhook_url();
+        let dashboard_addr = self.dashboard_addr();
+        let receiver_addr = self.local_addr();
+        let Receiver { config, listener, dashboard_listener, db, state, writer_thread, _lock, .. } = self;
+        let (stop, stopping) = watch::channel(false);
+        let dashboard_state = DashboardState::new(
+            ReadPool::new(db),
+            state.writer().clone(),
+            state.auth_invalidator(),
+            dashboard_addr,
+            receiver_addr,
+            receiver_url,
+            config.public_url.clone(),
+            stopping.clone(),
+        );
+        let options = ServeOptions::from_config(&config);
+        let until_stopped = |mut stopping: watch::Receiver<bool>| async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        let receiving = intake::serve(
+            listener,
+            intake::router(state, &config.webhook_path),
+            options.clone(),
+            until_stopped(stopping.clone()),
+        );
+        let showing = intake::serve(
+            dashboard_listener,
+            dashboard::router(dashboard_state),
+            options,
+            until_stopped(stopping),
+        );
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let (received, shown, ()) = tokio::join!(receiving, showing, signal);
+        received.and(shown).map_err(ServerError::Serve)?;
         // Every acknowledged delivery is already committed; this only waits for the
         // writer to finish what is queued and checkpoint, for a tidy stop.
         let joined = tokio::task::spawn_blocking(move || writer_thread.join());

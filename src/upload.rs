@@ -28,7 +28,8 @@ pub struct UploadState {
 }
 
 /// What applying one delivery did to the upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Transition {
     /// The upload was not known before.
     Created,
@@ -117,7 +118,8 @@ impl UploadState {
             UploadStatus::Completed => self.completed_at?,
             UploadStatus::Error => self.failed_at?,
         };
-        Some(end - self.started_at?)
+        // A `started` that arrived after the outcome (a late retry) gives no duration.
+        Some(end - self.started_at?).filter(|d| *d >= chrono::Duration::zero())
     }
 }
 

@@ -6,8 +6,10 @@
 //! never block it. Durability: WAL with `synchronous=FULL`, so a commit has reached
 //! the disk (the WAL file is fsynced) before any delivery in it is acknowledged.
 
+pub mod overview;
 pub mod query;
 mod schema;
+pub mod settings;
 pub mod webhooks;
 pub mod writer;
 
@@ -15,12 +17,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone as _, Utc};
 use rusqlite::{Connection, OpenFlags};
 
-pub use writer::{NewDelivery, RefusedRequest, Stored, WriterHandle};
+pub use writer::{LiveEvent, NewDelivery, RefusedRequest, Stored, UploadChange, WriterHandle};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "cpwatch.sqlite3";
@@ -204,4 +207,45 @@ pub fn to_ms(t: DateTime<Utc>) -> i64 {
 
 pub fn from_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Connections for reads (and the dashboard's rare settings writes), used off the async
+/// executor. WAL lets them run alongside the writer without blocking it.
+#[derive(Clone)]
+pub struct ReadPool {
+    path: Arc<PathBuf>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// Idle connections kept for reuse; more are opened under load and closed after.
+const POOL_IDLE: usize = 4;
+
+impl ReadPool {
+    pub fn new(path: PathBuf) -> Self {
+        ReadPool { path: Arc::new(path), idle: Arc::default() }
+    }
+
+    /// Runs `f` with a connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+                Some(conn) => conn,
+                None => open(&pool.path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut idle) = pool.idle.lock() {
+                if idle.len() < POOL_IDLE {
+                    idle.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
 }

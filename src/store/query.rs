@@ -23,8 +23,8 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Builds `WHERE ...` over the given column names, and its parameters.
-    fn clause(&self, time_column: &str, with_event: bool) -> (String, Vec<SqlValue>) {
+    /// The filter's SQL conditions (to be joined with AND) and their parameters.
+    pub(super) fn terms(&self, time_column: &str, with_event: bool) -> (Vec<String>, Vec<SqlValue>) {
         let mut terms = Vec::new();
         let mut values = Vec::new();
         let mut add = |term: String, value: SqlValue| {
@@ -49,12 +49,20 @@ impl Filter {
         if let Some(until) = self.until {
             add(format!("{time_column} < ?"), SqlValue::Integer(to_ms(until)));
         }
-        let clause = if terms.is_empty() { String::new() } else { format!("WHERE {}", terms.join(" AND ")) };
-        (clause, values)
+        (terms, values)
     }
 
     fn limit(&self) -> i64 {
         self.limit.map_or(-1, i64::from)
+    }
+}
+
+/// `WHERE a AND b ...`, or nothing for no conditions.
+pub(super) fn where_clause(terms: &[String]) -> String {
+    if terms.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", terms.join(" AND "))
     }
 }
 
@@ -71,7 +79,8 @@ pub struct UploadRow {
     pub deliveries: i64,
 }
 
-const UPLOAD_COLUMNS: &str = "subject_id, status, started_at, completed_at, failed_at, error_message,
+pub(super) const UPLOAD_COLUMNS: &str =
+    "subject_id, status, started_at, completed_at, failed_at, error_message,
     first_epoch_utc, last_epoch_utc, first_epoch_subject_tz, last_epoch_subject_tz,
     study_id, upload_id, first_seen_at, updated_at, deliveries";
 
@@ -99,7 +108,7 @@ fn upload_state_from(row: &Row<'_>) -> rusqlite::Result<UploadState> {
     })
 }
 
-fn upload_row_from(row: &Row<'_>) -> rusqlite::Result<UploadRow> {
+pub(super) fn upload_row_from(row: &Row<'_>) -> rusqlite::Result<UploadRow> {
     let state = upload_state_from(row)?;
     Ok(UploadRow {
         study_id: row.get(10)?,
@@ -133,7 +142,8 @@ pub fn upload(conn: &Connection, study: &str, upload: &str) -> rusqlite::Result<
 
 /// Uploads, most recently changed first.
 pub fn uploads(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<UploadRow>> {
-    let (clause, mut values) = filter.clause("updated_at", false);
+    let (terms, mut values) = filter.terms("updated_at", false);
+    let clause = where_clause(&terms);
     values.push(SqlValue::Integer(filter.limit()));
     let sql = format!(
         "SELECT {UPLOAD_COLUMNS} FROM uploads {clause} ORDER BY updated_at DESC, upload_id DESC LIMIT ?"
@@ -177,11 +187,12 @@ pub struct DeliveryDetail {
     pub body_base64: Option<String>,
 }
 
-const DELIVERY_COLUMNS: &str = "seq, delivery_id, event, webhook_id, received_at, peer, forwarded_for,
+pub(super) const DELIVERY_COLUMNS: &str =
+    "seq, delivery_id, event, webhook_id, received_at, peer, forwarded_for,
     auth, auth_ok, flag, problem, study_id, subject_id, upload_id, status, summary, duplicates,
     last_duplicate_at";
 
-fn delivery_row_from(row: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
+pub(super) fn delivery_row_from(row: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
     Ok(DeliveryRow {
         seq: row.get(0)?,
         delivery_id: row.get(1)?,
@@ -206,7 +217,8 @@ fn delivery_row_from(row: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
 
 /// Deliveries, newest first.
 pub fn deliveries(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<DeliveryRow>> {
-    let (clause, mut values) = filter.clause("received_at", true);
+    let (terms, mut values) = filter.terms("received_at", true);
+    let clause = where_clause(&terms);
     values.push(SqlValue::Integer(filter.limit()));
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries {clause} ORDER BY seq DESC LIMIT ?");
     let mut stmt = conn.prepare(&sql)?;

@@ -95,13 +95,32 @@ const MIGRATIONS: &[&str] = &[
         first_epoch_subject_tz TEXT,
         last_epoch_subject_tz  TEXT,
         first_seen_at          INTEGER NOT NULL,
+        first_seen_day         TEXT NOT NULL,
         updated_at             INTEGER NOT NULL,
         deliveries             INTEGER NOT NULL,
         PRIMARY KEY (study_id, upload_id)
     ) STRICT;
     CREATE INDEX uploads_updated ON uploads (updated_at);
     CREATE INDEX uploads_status ON uploads (status, updated_at);
+    CREATE INDEX uploads_study ON uploads (study_id, updated_at);
+    CREATE INDEX uploads_study_status ON uploads (study_id, status, updated_at);
     CREATE INDEX uploads_subject ON uploads (study_id, subject_id, updated_at);
+
+    -- Uploads per study, per local day first seen, per current status: kept by the
+    -- writer as uploads change, so the overview's charts never scan the uploads table.
+    CREATE TABLE upload_days (
+        study_id TEXT NOT NULL,
+        day      TEXT NOT NULL,
+        status   TEXT NOT NULL,
+        uploads  INTEGER NOT NULL,
+        PRIMARY KEY (study_id, day, status)
+    ) STRICT, WITHOUT ROWID;
+
+    -- Preferences set from the dashboard (JSON values).
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
 
     CREATE TABLE refused (
         id          INTEGER PRIMARY KEY,

@@ -9,8 +9,9 @@ use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, TransactionBehavior};
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{query, to_ms, StoreError};
 use crate::event::{Event, Parsed, PayloadError, UploadEvent};
@@ -101,13 +102,62 @@ pub enum Stored {
 }
 
 /// How a new `upload` delivery changed its upload.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UploadChange {
     pub study_id: String,
     pub upload_id: String,
     pub state: UploadState,
     pub transition: Transition,
 }
+
+/// What the writer has just committed, for live views and notifications.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// A new delivery (retries are not repeated here).
+    Delivery {
+        seq: i64,
+        delivery_id: String,
+        event: String,
+        webhook_id: Option<String>,
+        received_at: DateTime<Utc>,
+        study_id: Option<String>,
+        subject_id: Option<String>,
+        upload_id: Option<String>,
+        status: Option<String>,
+        summary: String,
+        flag: Option<&'static str>,
+        upload: Option<UploadChange>,
+    },
+    Refused {
+        received_at: DateTime<Utc>,
+        status: u16,
+        reason: String,
+    },
+}
+
+impl LiveEvent {
+    fn delivery(d: &NewDelivery, seq: i64, upload: Option<UploadChange>) -> Self {
+        let event = d.event();
+        LiveEvent::Delivery {
+            seq,
+            delivery_id: d.delivery_id.clone(),
+            event: d.event_name.clone(),
+            webhook_id: d.webhook_id.clone(),
+            received_at: d.received_at,
+            study_id: event.and_then(Event::study_id).map(str::to_string),
+            subject_id: event.and_then(Event::subject_id).map(str::to_string),
+            upload_id: event.and_then(Event::upload_id).map(str::to_string),
+            status: event.and_then(Event::status).map(str::to_string),
+            summary: d.summary(),
+            flag: d.flag(),
+            upload,
+        }
+    }
+}
+
+/// Live events buffered per subscriber; a slower one misses events and is told so.
+const LIVE_BUFFER: usize = 1024;
 
 type Reply = oneshot::Sender<Result<Stored, StoreError>>;
 
@@ -120,6 +170,7 @@ enum Op {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Op>,
+    live: broadcast::Sender<LiveEvent>,
     dropped_refusals: Arc<AtomicU64>,
 }
 
@@ -139,6 +190,11 @@ impl WriterHandle {
         }
     }
 
+    /// Everything committed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
+    }
+
     /// Refused requests not logged because the writer was busy.
     pub fn dropped_refusals(&self) -> u64 {
         self.dropped_refusals.load(Ordering::Relaxed)
@@ -150,20 +206,29 @@ impl WriterHandle {
 pub fn spawn(path: PathBuf, refused_keep: usize) -> Result<(WriterHandle, JoinHandle<()>), StoreError> {
     let conn = super::open(&path)?;
     let (tx, rx) = mpsc::channel(QUEUE);
+    let (live, _) = broadcast::channel(LIVE_BUFFER);
+    let publish = live.clone();
     let thread = std::thread::Builder::new()
         .name("cpwatch-writer".into())
-        .spawn(move || run(conn, path, rx, refused_keep))
+        .spawn(move || run(conn, path, rx, refused_keep, publish))
         .map_err(|source| StoreError::Io {
             action: "cannot start the writer thread for",
             path: PathBuf::new(),
             source,
         })?;
-    Ok((WriterHandle { tx, dropped_refusals: Arc::default() }, thread))
+    Ok((WriterHandle { tx, live, dropped_refusals: Arc::default() }, thread))
 }
 
-fn run(conn: Connection, path: PathBuf, mut rx: mpsc::Receiver<Op>, refused_keep: usize) {
+fn run(
+    conn: Connection,
+    path: PathBuf,
+    mut rx: mpsc::Receiver<Op>,
+    refused_keep: usize,
+    live: broadcast::Sender<LiveEvent>,
+) {
     let mut conn = Some(conn);
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut retention = Retention::default();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -185,10 +250,27 @@ fn run(conn: Connection, path: PathBuf, mut rx: mpsc::Receiver<Op>, refused_keep
         match outcome {
             Ok(mut results) => {
                 for (op, result) in batch.drain(..).zip(results.drain(..)) {
-                    if let (Op::Delivery(_, reply), Some(result)) = (op, result) {
-                        // The receiver may have gone (client hung up): the delivery is stored anyway.
-                        let _ = reply.send(result);
+                    match (op, result) {
+                        (Op::Delivery(delivery, reply), Some(result)) => {
+                            if let Ok(Stored::New { seq, upload }) = &result {
+                                // No subscriber is fine: nobody is watching live.
+                                let _ = live.send(LiveEvent::delivery(&delivery, *seq, upload.clone()));
+                            }
+                            // The receiver may have gone (client hung up): the delivery is stored anyway.
+                            let _ = reply.send(result);
+                        }
+                        (Op::Refused(refused), _) => {
+                            let _ = live.send(LiveEvent::Refused {
+                                received_at: refused.received_at,
+                                status: refused.status,
+                                reason: refused.reason,
+                            });
+                        }
+                        (Op::Delivery(..), None) => {}
                     }
+                }
+                if let Some(c) = conn.as_mut() {
+                    retention.apply_if_due(c);
                 }
             }
             Err(reason) => {
@@ -326,11 +408,12 @@ fn apply_upload(conn: &Connection, event: &UploadEvent, at: DateTime<Utc>) -> ru
         None => (UploadState::new(event, at), Transition::Created),
     };
     let local = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string());
+    let day = local_day(at);
     conn.execute(
         "INSERT INTO uploads (study_id, upload_id, subject_id, status, started_at, completed_at,
              failed_at, error_message, first_epoch_utc, last_epoch_utc, first_epoch_subject_tz,
-             last_epoch_subject_tz, first_seen_at, updated_at, deliveries)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, 1)
+             last_epoch_subject_tz, first_seen_at, first_seen_day, updated_at, deliveries)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?13, 1)
          ON CONFLICT (study_id, upload_id) DO UPDATE SET
              subject_id = excluded.subject_id, status = excluded.status,
              started_at = excluded.started_at, completed_at = excluded.completed_at,
@@ -353,14 +436,112 @@ fn apply_upload(conn: &Connection, event: &UploadEvent, at: DateTime<Utc>) -> ru
             local(state.first_epoch_subject_tz),
             local(state.last_epoch_subject_tz),
             to_ms(at),
+            day,
         ],
     )?;
+    // Keep the per-day counts: the upload counts on the day it was first seen, under
+    // its current status.
+    match transition {
+        Transition::Created => count_day(conn, &event.study_id, &day, state.status.as_str(), 1)?,
+        Transition::Changed(before) => {
+            let first_day: String = conn.query_row(
+                "SELECT first_seen_day FROM uploads WHERE study_id = ?1 AND upload_id = ?2",
+                params![event.study_id, event.upload_id],
+                |row| row.get(0),
+            )?;
+            count_day(conn, &event.study_id, &first_day, before.as_str(), -1)?;
+            count_day(conn, &event.study_id, &first_day, state.status.as_str(), 1)?;
+        }
+        Transition::Unchanged => {}
+    }
     Ok(UploadChange {
         study_id: event.study_id.clone(),
         upload_id: event.upload_id.clone(),
         state,
         transition,
     })
+}
+
+/// Applies the retention preference. It runs only when deliveries arrive (an idle
+/// receiver does no work at all), at most once an hour, and deletes in slices so that a
+/// first run over years of history never holds up deliveries for long.
+#[derive(Default)]
+struct Retention {
+    last_run: Option<std::time::Instant>,
+}
+
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+const RETENTION_SLICE: i64 = 5000;
+
+impl Retention {
+    fn apply_if_due(&mut self, conn: &mut Connection) {
+        if self.last_run.is_some_and(|at| at.elapsed() < RETENTION_INTERVAL) {
+            return;
+        }
+        self.last_run = Some(std::time::Instant::now());
+        let days = match super::settings::preferences(conn) {
+            Ok(prefs) => prefs.retention_days,
+            Err(e) => {
+                tracing::warn!("cannot read the retention setting: {e}");
+                return;
+            }
+        };
+        let Some(days) = days else { return };
+        let cutoff = Utc::now() - chrono::Duration::days(days.into());
+        match prune(conn, cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("retention: deleted {n} row(s) older than {days} days"),
+            Err(e) => tracing::warn!("retention could not delete old rows: {e}"),
+        }
+    }
+}
+
+/// Deletes deliveries, uploads and refused requests from before `cutoff`, and their
+/// per-day counts. Returns the number of rows deleted.
+pub fn prune(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Result<usize> {
+    let at = to_ms(cutoff);
+    let day = local_day(cutoff);
+    let mut total = 0;
+    let slices = [
+        "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries WHERE received_at < ?1 LIMIT ?2)",
+        "DELETE FROM uploads WHERE rowid IN (SELECT rowid FROM uploads WHERE updated_at < ?1 LIMIT ?2)",
+        "DELETE FROM refused WHERE id IN (SELECT id FROM refused WHERE received_at < ?1 LIMIT ?2)",
+    ];
+    for sql in slices {
+        loop {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute(sql, params![at, RETENTION_SLICE])?;
+            tx.commit()?;
+            total += n;
+            if (n as i64) < RETENTION_SLICE {
+                break;
+            }
+        }
+    }
+    total += conn.execute("DELETE FROM upload_days WHERE day < ?1", [day])?;
+    Ok(total)
+}
+
+fn count_day(conn: &Connection, study: &str, day: &str, status: &str, delta: i64) -> rusqlite::Result<()> {
+    if delta < 0 {
+        // A day already removed by retention stays removed.
+        conn.execute(
+            "UPDATE upload_days SET uploads = uploads + ?4 WHERE study_id = ?1 AND day = ?2 AND status = ?3",
+            params![study, day, status, delta],
+        )?;
+    } else {
+        conn.execute(
+            "INSERT INTO upload_days (study_id, day, status, uploads) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (study_id, day, status) DO UPDATE SET uploads = uploads + excluded.uploads",
+            params![study, day, status, delta],
+        )?;
+    }
+    Ok(())
+}
+
+/// The calendar day of `t` on this machine, which is where the researcher reads the dashboard.
+pub fn local_day(t: DateTime<Utc>) -> String {
+    t.with_timezone(&chrono::Local).format("%Y-%m-%d").to_string()
 }
 
 fn insert_refused(conn: &Connection, r: &RefusedRequest) -> rusqlite::Result<()> {

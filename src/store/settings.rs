@@ -1,0 +1,136 @@
+//! Preferences a person sets from the dashboard (public URL, retention, notification
+//! rules) and the names they give studies. Stored as JSON in the `settings` table.
+
+use chrono::NaiveTime;
+use rusqlite::{params, Connection, OptionalExtension as _};
+use serde::{Deserialize, Serialize};
+
+/// Everything the Settings page edits, apart from webhooks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Preferences {
+    /// The public URL a tunnel gives the receiver (shown; overrides the configuration file's).
+    pub public_url: Option<String>,
+    /// Deliveries and uploads older than this are deleted; `None` keeps everything.
+    pub retention_days: Option<u32>,
+    /// An upload still `started` after this long is shown (and notified) as stalled.
+    pub stalled_after_minutes: u32,
+    pub notifications: NotificationPrefs,
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Preferences {
+            public_url: None,
+            retention_days: None,
+            stalled_after_minutes: 120,
+            notifications: NotificationPrefs::default(),
+        }
+    }
+}
+
+/// Which events notify a person, and when. Used by the desktop app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationPrefs {
+    pub upload_completed: bool,
+    pub upload_failed: bool,
+    pub upload_started: bool,
+    /// Failures of the other event types (raw processing, data retrieval).
+    pub other_failures: bool,
+    /// Deliveries arriving within this many seconds of each other are grouped.
+    pub group_window_seconds: u32,
+    /// During these hours only failures notify.
+    pub quiet_hours: Option<QuietHours>,
+    /// Studies that never notify.
+    pub muted_studies: Vec<String>,
+}
+
+impl Default for NotificationPrefs {
+    fn default() -> Self {
+        NotificationPrefs {
+            upload_completed: true,
+            upload_failed: true,
+            upload_started: false,
+            other_failures: true,
+            group_window_seconds: 30,
+            quiet_hours: None,
+            muted_studies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuietHours {
+    #[serde(with = "hh_mm")]
+    pub start: NaiveTime,
+    #[serde(with = "hh_mm")]
+    pub end: NaiveTime,
+}
+
+mod hh_mm {
+    use chrono::NaiveTime;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &NaiveTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.format("%H:%M").to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
+        let text = String::deserialize(d)?;
+        NaiveTime::parse_from_str(&text, "%H:%M")
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not HH:MM")))
+    }
+}
+
+impl Preferences {
+    /// Checks values a person typed; the message says which one is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2000 {
+                return Err("the public URL must start with https://".into());
+            }
+        }
+        if self.retention_days == Some(0) {
+            return Err("retention must be at least one day (or empty to keep everything)".into());
+        }
+        if !(1..=10_080).contains(&self.stalled_after_minutes) {
+            return Err("the stalled threshold must be between 1 minute and 7 days".into());
+        }
+        if self.notifications.group_window_seconds > 3600 {
+            return Err("the grouping window must be at most an hour".into());
+        }
+        Ok(())
+    }
+}
+
+const PREFERENCES: &str = "preferences";
+
+pub fn preferences(conn: &Connection) -> rusqlite::Result<Preferences> {
+    let text: Option<String> = conn
+        .query_row("SELECT value FROM settings WHERE key = ?1", [PREFERENCES], |row| row.get(0))
+        .optional()?;
+    // Preferences written by another version may not parse: defaults are the safe reading.
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
+}
+
+pub fn set_preferences(conn: &Connection, prefs: &Preferences) -> rusqlite::Result<()> {
+    let text =
+        serde_json::to_string(prefs).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![PREFERENCES, text],
+    )?;
+    Ok(())
+}
+
+/// Names a study (or clears its name with `None`). The study need not have sent anything yet.
+pub fn set_study_label(conn: &Connection, study_id: &str, label: Option<&str>) -> rusqlite::Result<()> {
+    let now = chrono::Utc::now().timestamp_millis();
+    conn.execute(
+        "INSERT INTO studies (study_id, label, first_seen_at, last_delivery_at) VALUES (?1, ?2, ?3, 0)
+         ON CONFLICT (study_id) DO UPDATE SET label = excluded.label",
+        params![study_id, label, now],
+    )?;
+    Ok(())
+}

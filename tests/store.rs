@@ -1,0 +1,201 @@
+//! The store through its writer, in process, on real SQLite files: duplicates, upload
+//! states, per-day counts, stalled uploads (with an injected clock) and retention.
+
+use chrono::{DateTime, Duration, Local, Utc};
+use cpwatch::event;
+use cpwatch::store::overview::{self, UploadQuery};
+use cpwatch::store::query::{self, Filter};
+use cpwatch::store::{self, writer, NewDelivery, Stored};
+use serde_json::json;
+
+fn delivery(id: &str, event_name: &str, body: &str, at: DateTime<Utc>) -> NewDelivery {
+    NewDelivery {
+        delivery_id: id.into(),
+        event_name: event_name.into(),
+        webhook_id: Some("15".into()),
+        received_at: at,
+        peer: Some("127.0.0.1:1".into()),
+        forwarded_for: None,
+        auth: "open".into(),
+        auth_ok: true,
+        headers: vec![("x-actigraph-event".into(), event_name.into())],
+        body: body.as_bytes().to_vec(),
+        parsed: event::parse(event_name, body.as_bytes()),
+    }
+}
+
+fn upload_body(upload: &str, status: &str) -> String {
+    json!({ "status": status, "uploadId": upload, "studyId": "189", "subjectId": "44732" }).to_string()
+}
+
+struct Store {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    writer: Option<writer::WriterHandle>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Store {
+    fn open() -> Store {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = store::prepare_data_dir(&dir.path().join("data")).expect("the data dir");
+        let (handle, thread) = writer::spawn(path.clone(), 100).expect("the writer starts");
+        Store { _dir: dir, path, writer: Some(handle), thread: Some(thread) }
+    }
+
+    async fn put(&self, d: NewDelivery) -> Stored {
+        self.writer.as_ref().expect("open").store(d).await.expect("stored")
+    }
+
+    fn read(&self) -> rusqlite::Connection {
+        store::open(&self.path).expect("a read connection")
+    }
+
+    fn close(mut self) {
+        drop(self.writer.take());
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the writer thread ends cleanly");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_retry_is_stored_once_and_a_reused_id_with_another_body_is_kept() {
+    let s = Store::open();
+    let now = Utc::now();
+    let first = s.put(delivery("d-1", "upload", &upload_body("1", "started"), now)).await;
+    let Stored::New { seq, .. } = first else { panic!("the first copy is new") };
+    for _ in 0..3 {
+        assert_eq!(
+            s.put(delivery("d-1", "upload", &upload_body("1", "started"), now)).await,
+            Stored::Duplicate { seq }
+        );
+    }
+    assert!(matches!(
+        s.put(delivery("d-1", "upload", &upload_body("1", "completed"), now)).await,
+        Stored::New { .. }
+    ));
+    let conn = s.read();
+    let dups: i64 =
+        conn.query_row("SELECT duplicates FROM deliveries WHERE seq = ?1", [seq], |r| r.get(0)).expect("row");
+    assert_eq!(dups, 3, "retries are counted on the first copy");
+    let rows: i64 = conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0)).expect("count");
+    assert_eq!(rows, 2);
+    let state = query::upload_state(&conn, "189", "1").expect("query").expect("the upload");
+    assert_eq!(state.status, event::UploadStatus::Completed);
+    s.close();
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_are_all_committed() {
+    let s = Store::open();
+    let writer = s.writer.clone().expect("open");
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let writer = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            writer
+                .store(delivery(
+                    &format!("c-{i}"),
+                    "upload",
+                    &upload_body(&i.to_string(), "completed"),
+                    Utc::now(),
+                ))
+                .await
+        }));
+    }
+    for task in tasks {
+        assert!(matches!(task.await.expect("joins"), Ok(Stored::New { .. })));
+    }
+    drop(writer);
+    let conn = s.read();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM uploads WHERE status = 'completed'", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, 300);
+    s.close();
+}
+
+#[tokio::test]
+async fn per_day_counts_follow_each_upload_to_its_current_status() {
+    let s = Store::open();
+    let now = Utc::now();
+    for (i, (upload, status)) in [
+        ("1", "started"),
+        ("1", "error"),
+        ("1", "completed"),
+        ("2", "started"),
+        ("3", "error"),
+        ("1", "started"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        s.put(delivery(&format!("p-{i}"), "upload", &upload_body(upload, status), now)).await;
+    }
+    let conn = s.read();
+    let today = Local::now().date_naive();
+    let cards = overview::study_cards(&conn, today, now, Duration::hours(2)).expect("cards");
+    assert_eq!(cards.len(), 1);
+    let expected = overview::StatusCounts { started: 1, completed: 1, error: 1 };
+    assert_eq!(cards[0].today, expected, "each upload counted once, under its current status");
+    let from_uploads: Vec<(String, i64)> = conn
+        .prepare("SELECT status, count(*) FROM uploads GROUP BY status ORDER BY status")
+        .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .expect("counts");
+    let from_days: Vec<(String, i64)> = conn
+        .prepare("SELECT status, sum(uploads) FROM upload_days GROUP BY status HAVING sum(uploads) > 0 ORDER BY status")
+        .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .expect("counts");
+    assert_eq!(from_days, from_uploads, "the per-day table agrees with the uploads table");
+    s.close();
+}
+
+#[tokio::test]
+async fn an_upload_started_longer_ago_than_the_threshold_is_stalled() {
+    let s = Store::open();
+    let start = Utc::now();
+    s.put(delivery("s-1", "upload", &upload_body("1", "started"), start)).await;
+    s.put(delivery("s-2", "upload", &upload_body("2", "started"), start)).await;
+    s.put(delivery("s-3", "upload", &upload_body("2", "completed"), start)).await;
+    let conn = s.read();
+    let today = Local::now().date_naive();
+    let threshold = Duration::hours(2);
+    let soon = overview::study_cards(&conn, today, start + Duration::minutes(119), threshold).expect("cards");
+    assert_eq!(soon[0].stalled_count, 0, "not yet stalled before the threshold");
+    let later =
+        overview::study_cards(&conn, today, start + Duration::minutes(121), threshold).expect("cards");
+    assert_eq!(later[0].stalled_count, 1, "stalled after the threshold; a completed upload never is");
+    assert_eq!(later[0].stalled[0].upload_id, "1");
+    s.close();
+}
+
+#[tokio::test]
+async fn retention_deletes_only_what_is_older_than_the_cutoff() {
+    let s = Store::open();
+    let now = Utc::now();
+    let old = now - Duration::days(40);
+    s.put(delivery("r-1", "upload", &upload_body("1", "completed"), old)).await;
+    s.put(delivery("r-2", "upload", &upload_body("2", "completed"), now)).await;
+    s.close_writer_then(|path| {
+        let mut conn = store::open(path).expect("a connection");
+        let deleted = writer::prune(&mut conn, now - Duration::days(30)).expect("prune");
+        assert!(deleted >= 2, "the old delivery and its upload: {deleted}");
+        let uploads = query::uploads(&conn, &Filter::default()).expect("uploads");
+        assert_eq!(uploads.len(), 1);
+        assert_eq!(uploads[0].upload_id, "2", "recent history is kept");
+        let page =
+            overview::uploads_page(&conn, &UploadQuery { limit: 10, ..Default::default() }).expect("page");
+        assert_eq!(page.items.len(), 1);
+    });
+}
+
+impl Store {
+    fn close_writer_then(mut self, check: impl FnOnce(&std::path::Path)) {
+        drop(self.writer.take());
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the writer thread ends cleanly");
+        }
+        check(&self.path);
+    }
+}
