@@ -1,26 +1,50 @@
 #!/usr/bin/env bash
-# Installs what building and testing cpwatch needs on Debian/Ubuntu, idempotently:
-# a C compiler (SQLite is compiled in), pkg-config, and a Rust toolchain when none is present.
+# Installs what cpwatch needs on Debian/Ubuntu, idempotently. Sourced by run.sh and
+# test.sh with the package groups they need:
+#   base     a C compiler (SQLite is compiled in), pkg-config, curl, and Rust (rustup)
+#            when no toolchain is present
+#   desktop  the libraries the Tauri desktop app builds against
+#   e2e      what the end-to-end tests drive: Xvfb, a D-Bus session, the dunst
+#            notification daemon, a StatusNotifierWatcher, ImageMagick for
+#            screenshots, Chromium and its WebDriver
 set -euo pipefail
 
-need_apt=()
-for pkg in build-essential pkg-config ca-certificates curl; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
-done
-if ((${#need_apt[@]})); then
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  echo "setup: installing ${need_apt[*]}"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}"
-fi
+cpwatch_packages() {
+  local group
+  for group in "$@"; do
+    case "$group" in
+      base) echo build-essential pkg-config ca-certificates curl ;;
+      desktop) echo libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev ;;
+      e2e) echo xvfb xauth dbus dbus-x11 dunst libnotify-bin haskell-status-notifier-item-utils imagemagick chromium chromium-driver ;;
+      *) echo "setup: unknown package group $group" >&2; return 1 ;;
+    esac
+  done
+}
 
-if ! command -v cargo >/dev/null 2>&1; then
-  if [ -x "$HOME/.cargo/bin/cargo" ]; then
-    export PATH="$HOME/.cargo/bin:$PATH"
-  else
-    echo "setup: installing the Rust toolchain (rustup)"
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
-    export PATH="$HOME/.cargo/bin:$PATH"
+cpwatch_setup() {
+  local missing=() pkg sudo_cmd=""
+  for pkg in $(cpwatch_packages "$@"); do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    echo "setup: installing ${missing[*]}"
+    # Wait for another apt run (an unattended upgrade, a parallel setup) instead of failing.
+    $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
   fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+      export PATH="$HOME/.cargo/bin:$PATH"
+    else
+      echo "setup: installing the Rust toolchain (rustup)"
+      curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+      export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+  fi
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  # Run directly: `bash scripts/setup.sh base desktop e2e`
+  cpwatch_setup "${@:-base}"
 fi

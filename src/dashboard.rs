@@ -45,6 +45,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
     connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
     frame-ancestors 'none'";
 
+/// What the desktop shell says about itself (notifications available, paused, ...),
+/// shown in the overview's health panel. `None` when running headless.
+pub type ShellStatus = Arc<std::sync::RwLock<Option<serde_json::Value>>>;
+
 /// What the dashboard's handlers share.
 #[derive(Clone)]
 pub struct DashboardState {
@@ -61,6 +65,7 @@ struct Inner {
     configured_public_url: Option<String>,
     shutdown: watch::Receiver<bool>,
     auth_changed: AuthInvalidator,
+    shell: ShellStatus,
 }
 
 impl DashboardState {
@@ -74,6 +79,7 @@ impl DashboardState {
         receiver_url: String,
         configured_public_url: Option<String>,
         shutdown: watch::Receiver<bool>,
+        shell: ShellStatus,
     ) -> Self {
         let port = dashboard.port();
         let hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")];
@@ -87,6 +93,7 @@ impl DashboardState {
                 configured_public_url,
                 shutdown,
                 auth_changed,
+                shell,
             }),
         }
     }
@@ -243,7 +250,6 @@ struct FilterParams {
     cursor: Option<String>,
     limit: Option<u32>,
     flagged: Option<bool>,
-    auth_failed: Option<bool>,
     format: Option<String>,
 }
 
@@ -295,6 +301,7 @@ impl FilterParams {
 async fn overview(State(state): State<DashboardState>) -> ApiResult {
     let inner = state.inner.clone();
     let dropped = inner.writer.dropped_refusals();
+    let desktop = inner.shell.read().ok().and_then(|s| s.clone());
     db(&state, move |conn| {
         let prefs = settings::preferences(conn)?;
         let now = Utc::now();
@@ -316,6 +323,7 @@ async fn overview(State(state): State<DashboardState>) -> ApiResult {
                 "refused_last_day": counts.refused_last_day,
                 "refused_not_logged": dropped,
             },
+            "desktop": desktop,
             "totals": counts,
             "studies": cards,
         }))
@@ -445,7 +453,6 @@ async fn deliveries(State(state): State<DashboardState>, Query(params): Query<Fi
     let q = DeliveryQuery {
         filter: params.filter()?,
         flagged: params.flagged.unwrap_or(false),
-        auth_failed: params.auth_failed.unwrap_or(false),
         cursor,
         limit: params.limit(),
     };

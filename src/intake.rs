@@ -234,15 +234,16 @@ async fn receive(
     let event = header_text(headers, EVENT_HEADER);
     let delivery_id = header_text(headers, DELIVERY_HEADER);
     let webhook_id = header_text(headers, WEBHOOK_HEADER);
-    let refuse = |refusal: Refusal, body: &[u8], body_len: Option<u64>| -> Response {
-        tracing::warn!(peer = %peer, status = refusal.status.as_u16(), "refused a request: {}", refusal.reason);
+    // Requests that are not taken (and validations answered despite wrong credentials)
+    // go to the bounded refused log, never to the deliveries.
+    let log_refused = |status: StatusCode, reason: &str, body: &[u8], body_len: Option<u64>| {
         state.inner.writer.log_refused(RefusedRequest {
             received_at,
             peer: Some(peer.to_string()),
             method: parts.method.to_string(),
             path: parts.uri.path().chars().take(256).collect(),
-            status: refusal.status.as_u16(),
-            reason: refusal.reason.clone(),
+            status: status.as_u16(),
+            reason: reason.to_string(),
             webhook_id: webhook_id.clone(),
             event: event.clone(),
             delivery_id: delivery_id.clone(),
@@ -250,8 +251,22 @@ async fn receive(
             body_prefix: body[..body.len().min(REFUSED_BODY_PREFIX)].to_vec(),
             body_len,
         });
+    };
+    let refuse = |refusal: Refusal, body: &[u8], body_len: Option<u64>| -> Response {
+        tracing::warn!(peer = %peer, status = refusal.status.as_u16(), "refused a request: {}", refusal.reason);
+        log_refused(refusal.status, &refusal.reason, body, body_len);
         refusal.into_response()
     };
+    for (name, value, shown) in [
+        (EVENT_HEADER, &event, "X-ActiGraph-Event"),
+        (DELIVERY_HEADER, &delivery_id, "X-ActiGraph-Delivery"),
+        (WEBHOOK_HEADER, &webhook_id, "X-ActiGraph-Webhook-Id"),
+    ] {
+        if value.is_none() && headers.contains_key(name) {
+            let reason = format!("{shown} header is empty or not text");
+            return refuse(Refusal::new(StatusCode::BAD_REQUEST, reason), &[], None);
+        }
+    }
 
     let (event, delivery_id) = match (&event, &delivery_id) {
         (None, _) => {
@@ -332,8 +347,6 @@ async fn receive(
     }
 
     let parsed = event::parse(&event, &body);
-    // The code is no secret, so the handshake is answered whatever the credentials;
-    // their outcome is stored, so a wrong passcode shows up now rather than days later.
     let echo = if is_validation {
         let from_body = parsed.as_ref().ok().and_then(|p| match &p.event {
             Event::Validation(v) => v.code.clone(),
@@ -351,6 +364,21 @@ async fn receive(
     } else {
         None
     };
+    if let (AuthOutcome::Refused(why), Some(code)) = (&outcome, &echo) {
+        // The code is no secret, so the handshake is answered whatever the credentials,
+        // and the mismatch is recorded now, so that a wrong passcode shows up at validation
+        // time rather than when the first upload is refused. It goes to the bounded log:
+        // unauthenticated requests must not be able to grow the deliveries table.
+        let reason = format!("validation answered, but its credentials do not match: {why}");
+        tracing::warn!(
+            delivery = %delivery_id, webhook = webhook_id.as_deref().unwrap_or("-"),
+            "{reason}: check the webhook's passcode or credentials"
+        );
+        log_refused(StatusCode::OK, &reason, &body, Some(body.len() as u64));
+        let mut response = (StatusCode::OK, format!("{reason}\n")).into_response();
+        response.headers_mut().insert(HOOK_SECRET_HEADER, code.clone());
+        return response;
+    }
 
     let summary = match &parsed {
         Ok(p) => p.event.summary(),
@@ -364,7 +392,6 @@ async fn receive(
         peer: Some(peer.to_string()),
         forwarded_for,
         auth: outcome.describe(),
-        auth_ok: outcome.is_accepted(),
         headers: redacted_headers(headers),
         body: body.to_vec(),
         parsed,
@@ -376,13 +403,6 @@ async fn receive(
                 Stored::New { .. } => "stored",
                 Stored::Duplicate { .. } => "duplicate",
             };
-            if is_validation && !outcome.is_accepted() {
-                tracing::warn!(
-                    delivery = %delivery_id, webhook = webhook_id.as_deref().unwrap_or("-"),
-                    "answered a validation handshake whose credentials do not match ({}): \
-                     check the webhook's passcode or credentials", outcome.describe()
-                );
-            }
             tracing::info!(
                 delivery = %delivery_id, event = %event, webhook = webhook_id.as_deref().unwrap_or("-"),
                 flag = flag.unwrap_or("-"), "{what}: {summary}"

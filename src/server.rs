@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
-use crate::dashboard::{self, DashboardState};
+use crate::dashboard::{self, DashboardState, ShellStatus};
 use crate::intake::{self, ReceiverState, ServeOptions};
 use crate::store::{self, writer, DataDirLock, ReadPool, StoreError};
 
@@ -46,6 +46,7 @@ pub struct Receiver {
     dashboard_listener: TcpListener,
     db: PathBuf,
     state: ReceiverState,
+    shell_status: ShellStatus,
     writer_thread: JoinHandle<()>,
     _lock: DataDirLock,
 }
@@ -76,6 +77,7 @@ impl Receiver {
             dashboard_listener,
             db,
             state,
+            shell_status: ShellStatus::default(),
             writer_thread,
             _lock: lock,
         })
@@ -101,6 +103,21 @@ impl Receiver {
         &self.data_dir
     }
 
+    /// Everything the writer commits from now on (for notifications and the tray).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<store::LiveEvent> {
+        self.state.writer().subscribe()
+    }
+
+    /// Read connections on this receiver's database.
+    pub fn pool(&self) -> ReadPool {
+        ReadPool::new(self.db.clone())
+    }
+
+    /// What the desktop shell reports about itself, shown by the dashboard.
+    pub fn shell_status(&self) -> ShellStatus {
+        self.shell_status.clone()
+    }
+
     /// True when this start created the database.
     pub fn first_start(&self) -> bool {
         self.first_start
@@ -112,7 +129,8 @@ impl Receiver {
         let receiver_url = self.webhook_url();
         let dashboard_addr = self.dashboard_addr();
         let receiver_addr = self.local_addr();
-        let Receiver { config, listener, dashboard_listener, db, state, writer_thread, _lock, .. } = self;
+        let Receiver { config, listener, dashboard_listener, db, state, shell_status, writer_thread, _lock, .. } =
+            self;
         let (stop, stopping) = watch::channel(false);
         let dashboard_state = DashboardState::new(
             ReadPool::new(db),
@@ -123,6 +141,7 @@ impl Receiver {
             receiver_url,
             config.public_url.clone(),
             stopping.clone(),
+            shell_status,
         );
         let options = ServeOptions::from_config(&config);
         let until_stopped = |mut stopping: watch::Receiver<bool>| async move {

@@ -17,7 +17,6 @@ fn delivery(id: &str, event_name: &str, body: &str, at: DateTime<Utc>) -> NewDel
         peer: Some("127.0.0.1:1".into()),
         forwarded_for: None,
         auth: "open".into(),
-        auth_ok: true,
         headers: vec![("x-actigraph-event".into(), event_name.into())],
         body: body.as_bytes().to_vec(),
         parsed: event::parse(event_name, body.as_bytes()),

@@ -14,7 +14,7 @@ pub mod webhooks;
 pub mod writer;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read as _, Write as _};
+use std::io::{Read as _, Seek as _, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -91,6 +91,7 @@ impl DataDirLock {
     pub fn announce(&mut self, url: &str) -> Result<(), StoreError> {
         self.file
             .set_len(0)
+            .and_then(|()| self.file.rewind())
             .and_then(|()| self.file.write_all(format!("{}\n{url}\n", std::process::id()).as_bytes()))
             .map_err(StoreError::io("cannot write the lock file", &self.path))
     }

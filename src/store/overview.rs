@@ -217,8 +217,6 @@ pub struct DeliveryQuery {
     pub filter: Filter,
     /// Only deliveries flagged for the user (unreadable body, unknown event type, ...).
     pub flagged: bool,
-    /// Only deliveries whose credentials did not check out (validations answered anyway).
-    pub auth_failed: bool,
     pub cursor: Option<i64>,
     pub limit: u32,
 }
@@ -228,9 +226,6 @@ pub fn deliveries_page(conn: &Connection, q: &DeliveryQuery) -> rusqlite::Result
     let (mut terms, mut values) = q.filter.terms("received_at", true);
     if q.flagged {
         terms.push("flag IS NOT NULL".into());
-    }
-    if q.auth_failed {
-        terms.push("auth_ok = 0".into());
     }
     if let Some(seq) = q.cursor {
         terms.push("seq < ?".into());
@@ -315,7 +310,7 @@ pub fn subject_events(
          ORDER BY received_at DESC LIMIT ?3"
     ))?;
     let rows = stmt.query_map(params![study, subject, limit], |row| {
-        let body: Vec<u8> = row.get(18)?;
+        let body: Vec<u8> = row.get(17)?;
         let delivery = delivery_row_from(row)?;
         let detail = event::parse(&delivery.event, &body).ok().map(|p| p.event);
         Ok(SubjectEvent { row: delivery, detail })

@@ -164,7 +164,6 @@ pub struct DeliveryRow {
     pub peer: Option<String>,
     pub forwarded_for: Option<String>,
     pub auth: String,
-    pub auth_ok: bool,
     pub flag: Option<String>,
     pub problem: Option<String>,
     pub study_id: Option<String>,
@@ -189,7 +188,7 @@ pub struct DeliveryDetail {
 
 pub(super) const DELIVERY_COLUMNS: &str =
     "seq, delivery_id, event, webhook_id, received_at, peer, forwarded_for,
-    auth, auth_ok, flag, problem, study_id, subject_id, upload_id, status, summary, duplicates,
+    auth, flag, problem, study_id, subject_id, upload_id, status, summary, duplicates,
     last_duplicate_at";
 
 pub(super) fn delivery_row_from(row: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
@@ -202,16 +201,15 @@ pub(super) fn delivery_row_from(row: &Row<'_>) -> rusqlite::Result<DeliveryRow> 
         peer: row.get(5)?,
         forwarded_for: row.get(6)?,
         auth: row.get(7)?,
-        auth_ok: row.get(8)?,
-        flag: row.get(9)?,
-        problem: row.get(10)?,
-        study_id: row.get(11)?,
-        subject_id: row.get(12)?,
-        upload_id: row.get(13)?,
-        status: row.get(14)?,
-        summary: row.get(15)?,
-        duplicates: row.get(16)?,
-        last_duplicate_at: row.get::<_, Option<i64>>(17)?.map(from_ms),
+        flag: row.get(8)?,
+        problem: row.get(9)?,
+        study_id: row.get(10)?,
+        subject_id: row.get(11)?,
+        upload_id: row.get(12)?,
+        status: row.get(13)?,
+        summary: row.get(14)?,
+        duplicates: row.get(15)?,
+        last_duplicate_at: row.get::<_, Option<i64>>(16)?.map(from_ms),
     })
 }
 
@@ -244,8 +242,8 @@ pub fn delivery(conn: &Connection, key: &str) -> rusqlite::Result<Option<Deliver
     );
     let seq = key.parse::<i64>().unwrap_or(-1);
     conn.query_row(&sql, params![seq, key], |row| {
-        let headers: String = row.get(18)?;
-        let body: Vec<u8> = row.get(19)?;
+        let headers: String = row.get(17)?;
+        let body: Vec<u8> = row.get(18)?;
         let (body, body_base64) = match String::from_utf8(body) {
             Ok(text) => (Some(text), None),
             Err(e) => {
@@ -322,7 +320,18 @@ pub struct Counts {
     pub refused_last_day: i64,
     pub studies: i64,
     pub subjects: i64,
-    pub last_validation: Option<DeliveryRow>,
+    pub last_validation: Option<ValidationRecord>,
+}
+
+/// The latest validation handshake: stored when its credentials checked out, in the
+/// refused log (answered anyway) when they did not.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationRecord {
+    pub received_at: DateTime<Utc>,
+    pub webhook_id: Option<String>,
+    pub auth_ok: bool,
+    /// The authentication outcome, or why the credentials did not match.
+    pub auth: String,
 }
 
 pub fn counts(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Counts> {
@@ -335,13 +344,28 @@ pub fn counts(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Counts>
         conn.query_row("SELECT count(*) FROM uploads WHERE status = ?1", [status], |row| row.get(0))
     };
     let day_ago = to_ms(now - chrono::Duration::days(1));
-    let last_validation = conn
+    let record = |ok: bool| move |row: &Row<'_>| -> rusqlite::Result<ValidationRecord> {
+        Ok(ValidationRecord { received_at: from_ms(row.get(0)?), webhook_id: row.get(1)?, auth_ok: ok, auth: row.get(2)? })
+    };
+    let answered = conn
         .query_row(
-            &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event = 'validation' ORDER BY seq DESC LIMIT 1"),
+            "SELECT received_at, webhook_id, auth FROM deliveries WHERE event = 'validation' ORDER BY seq DESC LIMIT 1",
             [],
-            delivery_row_from,
+            record(true),
         )
         .optional()?;
+    let mismatched = conn
+        .query_row(
+            "SELECT received_at, webhook_id, reason FROM refused
+             WHERE status = 200 AND lower(event) = 'validation' ORDER BY id DESC LIMIT 1",
+            [],
+            record(false),
+        )
+        .optional()?;
+    let last_validation = match (answered, mismatched) {
+        (Some(a), Some(m)) => Some(if m.received_at > a.received_at { m } else { a }),
+        (a, m) => a.or(m),
+    };
     Ok(Counts {
         deliveries,
         duplicates,

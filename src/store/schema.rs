@@ -47,7 +47,6 @@ const MIGRATIONS: &[&str] = &[
         peer              TEXT,
         forwarded_for     TEXT,
         auth              TEXT NOT NULL,
-        auth_ok           INTEGER NOT NULL,
         headers           TEXT NOT NULL,
         body              BLOB NOT NULL,
         flag              TEXT,

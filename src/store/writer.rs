@@ -33,8 +33,6 @@ pub struct NewDelivery {
     pub forwarded_for: Option<String>,
     /// The authentication outcome, as a person reads it.
     pub auth: String,
-    /// False only for a validation handshake whose credentials did not check out.
-    pub auth_ok: bool,
     /// Request headers with credentials already redacted.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -111,6 +109,8 @@ pub struct UploadChange {
 }
 
 /// What the writer has just committed, for live views and notifications.
+// `Refused` is rare and small; boxing `Delivery` would cost an allocation per delivery.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LiveEvent {
@@ -340,9 +340,9 @@ fn insert_delivery(conn: &Connection, d: &NewDelivery) -> rusqlite::Result<Store
     let body_sha256 = Sha256::digest(&d.body).to_vec();
     let (seq, duplicates): (i64, i64) = conn.query_row(
         "INSERT INTO deliveries (delivery_id, body_sha256, event, webhook_id, received_at, peer,
-             forwarded_for, auth, auth_ok, headers, body, flag, problem, study_id, subject_id,
+             forwarded_for, auth, headers, body, flag, problem, study_id, subject_id,
              upload_id, status, summary)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (delivery_id, body_sha256) DO UPDATE
              SET duplicates = duplicates + 1, last_duplicate_at = excluded.received_at
          RETURNING seq, duplicates",
@@ -355,7 +355,6 @@ fn insert_delivery(conn: &Connection, d: &NewDelivery) -> rusqlite::Result<Store
             d.peer,
             d.forwarded_for,
             d.auth,
-            d.auth_ok,
             headers,
             d.body,
             d.flag(),
