@@ -26,8 +26,7 @@ use crate::auth::{AuthMethod, AuthMode, Secret, DEFAULT_WEBHOOK};
 use crate::event::{self, UploadStatus};
 use crate::export::{self, Format};
 use crate::intake::AuthInvalidator;
-use crate::send::{self, Body, Fields, SendAuth, SendOptions, Template};
-use crate::signature::Scheme;
+use crate::send;
 use crate::store::overview::{self, DeliveryQuery, UploadQuery};
 use crate::store::query::{self, Filter};
 use crate::store::settings::{self, Preferences};
@@ -587,54 +586,10 @@ async fn test_delivery(State(state): State<DashboardState>, body: Option<Json<Te
         return Err(ApiError::bad_request("status must be started, completed or error"));
     }
     let table = state.inner.pool.run(|conn| Ok(webhooks::auth_table(conn)?)).await?;
-    let webhook_id = request
-        .webhook_id
-        .or_else(|| {
-            let mut ids: Vec<&String> =
-                table.webhooks.keys().filter(|k| k.as_str() != DEFAULT_WEBHOOK).collect();
-            ids.sort();
-            ids.first().map(|s| s.to_string())
-        })
-        .unwrap_or_else(|| "15".into());
-    let auth = match table.method_for(Some(&webhook_id)) {
-        None | Some(AuthMethod::None) => SendAuth::None,
-        Some(AuthMethod::Passcode(p)) => {
-            SendAuth::Passcode { scheme: Scheme::Base64Sha256, passcode: p.clone() }
-        }
-        Some(AuthMethod::Basic { user, password }) => {
-            SendAuth::Basic { user: user.clone(), password: password.clone() }
-        }
-        Some(AuthMethod::Bearer(t)) => SendAuth::Bearer(t.clone()),
-    };
-    let message = (status == "error").then(|| "Test failure sent from the cpwatch dashboard".to_string());
-    let template = Template {
-        event: event::UPLOAD.into(),
-        webhook_id: Some(webhook_id.clone()),
-        extra_headers: vec![("User-Agent".into(), "cpwatch-dashboard-test".into())],
-        body: Body::Generated(Fields {
-            status: Some(status),
-            study: Some(request.study.unwrap_or_else(|| "test".into())),
-            subject: Some("test-subject".into()),
-            upload: Some(format!("test-{}", Utc::now().format("%Y%m%d%H%M%S%3f"))),
-            message,
-        }),
-        delivery_id: None,
-        validation_code: None,
-    };
-    let options = SendOptions {
-        url: state.inner.receiver_url.clone(),
-        auth,
-        count: 1,
-        concurrency: 1,
-        retries: 0,
-        timeout: std::time::Duration::from_secs(10),
-    };
-    let outcome = send::send(template, options)
+    let test = send::TestDelivery { status, webhook_id: request.webhook_id, study: request.study };
+    let (webhook_id, outcome) = send::test_delivery(&state.inner.receiver_url, &table, test, "the cpwatch dashboard")
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_GATEWAY, "nothing was sent"))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
     let accepted = outcome.ok();
     ok(json!({
         "accepted": accepted,

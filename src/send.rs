@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::auth::{basic_header, Secret};
+use crate::auth::{basic_header, AuthMethod, AuthTable, Secret, DEFAULT_WEBHOOK};
 use crate::event::{self, UploadStatus};
 use crate::fixture::HttpFixture;
 use crate::intake::{DELIVERY_HEADER, EVENT_HEADER, HOOK_SECRET_HEADER, SIGNATURE_HEADER, WEBHOOK_HEADER};
@@ -339,4 +339,70 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// What a "send a test delivery" button sends: an `upload` for study `test` (unless
+/// named), with the given status.
+#[derive(Debug, Clone, Default)]
+pub struct TestDelivery {
+    pub status: String,
+    pub webhook_id: Option<String>,
+    pub study: Option<String>,
+}
+
+/// Sends one test delivery through the real receiver at `url`, authenticated the way its
+/// webhook is configured in `table` (the first configured webhook unless one is named),
+/// so that the whole path is exercised. Returns the webhook id used and the outcome.
+pub async fn test_delivery(
+    url: &str,
+    table: &AuthTable,
+    test: TestDelivery,
+    from: &str,
+) -> Result<(String, Outcome), SendError> {
+    if UploadStatus::parse(&test.status).is_none() {
+        return Err(SendError::Invalid("status must be started, completed or error".into()));
+    }
+    let webhook_id = test
+        .webhook_id
+        .or_else(|| {
+            let mut ids: Vec<&String> = table.webhooks.keys().filter(|k| k.as_str() != DEFAULT_WEBHOOK).collect();
+            ids.sort();
+            ids.first().map(|s| s.to_string())
+        })
+        .unwrap_or_else(|| "15".into());
+    let auth = match table.method_for(Some(&webhook_id)) {
+        None | Some(AuthMethod::None) => SendAuth::None,
+        Some(AuthMethod::Passcode(p)) => SendAuth::Passcode { scheme: Scheme::Base64Sha256, passcode: p.clone() },
+        Some(AuthMethod::Basic { user, password }) => SendAuth::Basic { user: user.clone(), password: password.clone() },
+        Some(AuthMethod::Bearer(t)) => SendAuth::Bearer(t.clone()),
+    };
+    let failed = UploadStatus::parse(&test.status) == Some(UploadStatus::Error);
+    let template = Template {
+        event: event::UPLOAD.into(),
+        webhook_id: Some(webhook_id.clone()),
+        extra_headers: vec![("User-Agent".into(), "cpwatch-test-delivery".into())],
+        body: Body::Generated(Fields {
+            status: Some(test.status),
+            study: Some(test.study.unwrap_or_else(|| "test".into())),
+            subject: Some("test-subject".into()),
+            upload: Some(format!("test-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"))),
+            message: failed.then(|| format!("Test failure sent from {from}")),
+        }),
+        delivery_id: None,
+        validation_code: None,
+    };
+    let options = SendOptions {
+        url: url.to_string(),
+        auth,
+        count: 1,
+        concurrency: 1,
+        retries: 0,
+        timeout: Duration::from_secs(10),
+    };
+    let outcome = send(template, options)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| SendError::Invalid("nothing was sent".into()))?;
+    Ok((webhook_id, outcome))
 }
