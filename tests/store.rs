@@ -82,7 +82,25 @@ async fn a_retry_is_stored_once_and_a_reused_id_with_another_body_is_kept() {
     assert_eq!(rows, 2);
     let state = query::upload_state(&conn, "189", "1").expect("query").expect("the upload");
     assert_eq!(state.status, event::UploadStatus::Completed);
+    assert_totals_agree(&conn);
     s.close();
+}
+
+/// The trigger-kept totals agree with counting every row.
+fn assert_totals_agree(conn: &rusqlite::Connection) {
+    let counted: (i64, i64) = conn
+        .query_row("SELECT count(*), coalesce(sum(duplicates), 0) FROM deliveries", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("count");
+    let counts = query::counts(conn, Utc::now()).expect("counts");
+    assert_eq!((counts.deliveries, counts.duplicates), counted, "kept totals equal a full count");
+    let by_status: (i64, i64, i64) = conn
+        .query_row(
+            "SELECT sum(status = 'started'), sum(status = 'completed'), sum(status = 'error') FROM uploads",
+            [],
+            |r| Ok((r.get::<_, Option<i64>>(0)?.unwrap_or(0), r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get::<_, Option<i64>>(2)?.unwrap_or(0))),
+        )
+        .expect("count");
+    assert_eq!((counts.uploads_started, counts.uploads_completed, counts.uploads_error), by_status);
 }
 
 #[tokio::test]

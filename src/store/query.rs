@@ -335,13 +335,16 @@ pub struct ValidationRecord {
 }
 
 pub fn counts(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Counts> {
-    let (deliveries, duplicates, flagged, last): (i64, i64, i64, Option<i64>) = conn.query_row(
-        "SELECT count(*), coalesce(sum(duplicates), 0), count(flag), max(received_at) FROM deliveries",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-    )?;
+    let (deliveries, duplicates): (i64, i64) =
+        conn.query_row("SELECT deliveries, duplicates FROM delivery_totals", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let flagged: i64 =
+        conn.query_row("SELECT count(*) FROM deliveries WHERE flag IS NOT NULL", [], |row| row.get(0))?;
+    let last: Option<i64> = conn.query_row("SELECT max(received_at) FROM deliveries", [], |row| row.get(0))?;
+    // The per-day table holds every upload once, under its current status.
     let by_status = |status: &str| -> rusqlite::Result<i64> {
-        conn.query_row("SELECT count(*) FROM uploads WHERE status = ?1", [status], |row| row.get(0))
+        conn.query_row("SELECT coalesce(sum(uploads), 0) FROM upload_days WHERE status = ?1", [status], |row| {
+            row.get(0)
+        })
     };
     let day_ago = to_ms(now - chrono::Duration::days(1));
     let record = |ok: bool| move |row: &Row<'_>| -> rusqlite::Result<ValidationRecord> {

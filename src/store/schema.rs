@@ -63,6 +63,25 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_received ON deliveries (received_at);
     CREATE INDEX deliveries_upload ON deliveries (study_id, upload_id, seq) WHERE upload_id IS NOT NULL;
     CREATE INDEX deliveries_subject ON deliveries (study_id, subject_id, received_at);
+    CREATE INDEX deliveries_event ON deliveries (event, seq);
+    CREATE INDEX deliveries_flagged ON deliveries (seq) WHERE flag IS NOT NULL;
+
+    -- Totals kept by triggers, so status pages never count a million rows.
+    CREATE TABLE delivery_totals (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        deliveries INTEGER NOT NULL,
+        duplicates INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO delivery_totals (id, deliveries, duplicates) VALUES (1, 0, 0);
+    CREATE TRIGGER deliveries_counted AFTER INSERT ON deliveries BEGIN
+        UPDATE delivery_totals SET deliveries = deliveries + 1, duplicates = duplicates + NEW.duplicates;
+    END;
+    CREATE TRIGGER deliveries_retried AFTER UPDATE OF duplicates ON deliveries BEGIN
+        UPDATE delivery_totals SET duplicates = duplicates + NEW.duplicates - OLD.duplicates;
+    END;
+    CREATE TRIGGER deliveries_uncounted AFTER DELETE ON deliveries BEGIN
+        UPDATE delivery_totals SET deliveries = deliveries - 1, duplicates = duplicates - OLD.duplicates;
+    END;
 
     CREATE TABLE studies (
         study_id         TEXT PRIMARY KEY,
@@ -104,6 +123,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX uploads_study ON uploads (study_id, updated_at);
     CREATE INDEX uploads_study_status ON uploads (study_id, status, updated_at);
     CREATE INDEX uploads_subject ON uploads (study_id, subject_id, updated_at);
+    CREATE INDEX uploads_any_subject ON uploads (subject_id, updated_at);
 
     -- Uploads per study, per local day first seen, per current status: kept by the
     -- writer as uploads change, so the overview's charts never scan the uploads table.

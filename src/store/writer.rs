@@ -517,7 +517,17 @@ pub fn prune(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Result<u
             }
         }
     }
-    total += conn.execute("DELETE FROM upload_days WHERE day < ?1", [day])?;
+    // Old days lose the uploads just deleted but keep those still there (first seen
+    // before the cutoff, changed after it), so the per-day totals stay exact.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute("DELETE FROM upload_days WHERE day < ?1", [&day])?;
+    tx.execute(
+        "INSERT INTO upload_days (study_id, day, status, uploads)
+         SELECT study_id, first_seen_day, status, count(*) FROM uploads WHERE first_seen_day < ?1
+         GROUP BY study_id, first_seen_day, status",
+        [&day],
+    )?;
+    tx.commit()?;
     Ok(total)
 }
 
