@@ -809,7 +809,7 @@ fn show_delivery(conn: &Connection, key: &str, json: bool) -> anyhow::Result<()>
 }
 
 fn list_refused(conn: &Connection, limit: u32, json: bool) -> anyhow::Result<()> {
-    let rows = query::refused(conn, limit)?;
+    let rows = query::refused(conn, limit, None)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());

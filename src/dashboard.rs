@@ -249,6 +249,8 @@ struct FilterParams {
     cursor: Option<String>,
     limit: Option<u32>,
     flagged: Option<bool>,
+    /// Only uploads still `started` for longer than the stalled threshold.
+    stalled: Option<bool>,
     format: Option<String>,
 }
 
@@ -332,13 +334,23 @@ async fn overview(State(state): State<DashboardState>) -> ApiResult {
 }
 
 async fn uploads(State(state): State<DashboardState>, Query(params): Query<FilterParams>) -> ApiResult {
-    let q = UploadQuery {
+    let mut q = UploadQuery {
         filter: params.filter()?,
         search: non_empty(&params.q),
+        stalled_before: None,
         cursor: non_empty(&params.cursor),
         limit: params.limit(),
     };
-    db(&state, move |conn| Ok(overview::uploads_page(conn, &q)?)).await.and_then(ok)
+    let stalled = params.stalled.unwrap_or(false);
+    db(&state, move |conn| {
+        if stalled {
+            let prefs = settings::preferences(conn)?;
+            q.stalled_before = Some(Utc::now() - Duration::minutes(prefs.stalled_after_minutes.into()));
+        }
+        Ok(overview::uploads_page(conn, &q)?)
+    })
+    .await
+    .and_then(ok)
 }
 
 async fn upload_detail(
@@ -417,11 +429,17 @@ async fn name_study(
     .and_then(ok)
 }
 
-async fn subjects(State(state): State<DashboardState>, Path(study): Path<String>) -> ApiResult {
+async fn subjects(
+    State(state): State<DashboardState>,
+    Path(study): Path<String>,
+    Query(params): Query<FilterParams>,
+) -> ApiResult {
+    let cursor = non_empty(&params.cursor);
+    let limit = params.limit.unwrap_or(200).clamp(1, 1000);
     db(&state, move |conn| {
         let label = study_label(conn, &study)?;
-        let subjects = overview::subjects(conn, &study)?;
-        Ok(json!({ "study_id": study, "study_label": label, "subjects": subjects }))
+        let page = overview::subjects(conn, &study, cursor.as_deref(), limit)?;
+        Ok(json!({ "study_id": study, "study_label": label, "subjects": page.items, "next_cursor": page.next_cursor }))
     })
     .await
     .and_then(ok)
@@ -470,7 +488,11 @@ async fn delivery_detail(State(state): State<DashboardState>, Path(seq): Path<i6
 
 async fn refused(State(state): State<DashboardState>, Query(params): Query<FilterParams>) -> ApiResult {
     let limit = params.limit();
-    db(&state, move |conn| Ok(query::refused(conn, limit)?)).await.and_then(ok)
+    let before = match non_empty(&params.cursor) {
+        Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::bad_request("cursor is not a refused-request id"))?),
+        None => None,
+    };
+    db(&state, move |conn| Ok(query::refused(conn, limit, before)?)).await.and_then(ok)
 }
 
 async fn get_settings(State(state): State<DashboardState>) -> ApiResult {
@@ -548,7 +570,9 @@ async fn put_webhook(
             (mode, None) => kept(mode)
                 .ok_or_else(|| ApiError::bad_request(format!("{} needs a secret", mode.as_str())))?,
         };
-        webhooks::put(conn, &id, label.as_deref(), &method)?;
+        webhooks::put(conn, &id, None, &method)?;
+        // The form always sends the label: an empty one clears it.
+        webhooks::set_label(conn, &id, label.as_deref())?;
         webhooks::get(conn, &id)?.ok_or_else(|| ApiError::not_found("webhook vanished"))
     })
     .await
@@ -611,34 +635,24 @@ async fn export_uploads(
         other => return Err(ApiError::bad_request(format!("unknown format {other:?}: use csv or json"))),
     };
     let filter = params.filter()?;
-    let search = non_empty(&params.q);
     let study = filter.study.clone();
+    let mut q = UploadQuery { filter, search: non_empty(&params.q), stalled_before: None, cursor: None, limit: 500 };
+    let stalled = params.stalled.unwrap_or(false);
     let bytes = db(&state, move |conn| {
-        let rows = match search {
-            // The same rows as the filtered view, every page of them.
-            Some(search) => {
-                let mut rows = Vec::new();
-                let mut cursor = None;
-                loop {
-                    let page = overview::uploads_page(
-                        conn,
-                        &UploadQuery {
-                            filter: filter.clone(),
-                            search: Some(search.clone()),
-                            cursor,
-                            limit: 500,
-                        },
-                    )?;
-                    rows.extend(page.items);
-                    match page.next_cursor {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
-                }
-                rows
+        if stalled {
+            let prefs = settings::preferences(conn)?;
+            q.stalled_before = Some(Utc::now() - Duration::minutes(prefs.stalled_after_minutes.into()));
+        }
+        // Exactly the rows of the filtered view, every page of them.
+        let mut rows = Vec::new();
+        loop {
+            let page = overview::uploads_page(conn, &q)?;
+            rows.extend(page.items);
+            match page.next_cursor {
+                Some(next) => q.cursor = Some(next),
+                None => break,
             }
-            None => query::uploads(conn, &filter)?,
-        };
+        }
         let mut out = Vec::new();
         export::write(&mut out, &rows, format).map_err(|e| StoreError::WriteFailed(e.to_string()))?;
         Ok(out)

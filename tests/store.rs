@@ -216,3 +216,39 @@ impl Store {
         check(&self.path);
     }
 }
+
+#[tokio::test]
+async fn stalled_uploads_can_be_listed_and_subjects_are_counted_and_paged() {
+    let s = Store::open();
+    let now = Utc::now();
+    let body = |upload: &str, status: &str, subject: &str| {
+        json!({ "status": status, "uploadId": upload, "studyId": "189", "subjectId": subject }).to_string()
+    };
+    s.put(delivery("a1", "upload", &body("1", "started", "A"), now)).await;
+    s.put(delivery("a2", "upload", &body("2", "started", "A"), now)).await;
+    s.put(delivery("a3", "upload", &body("2", "error", "A"), now)).await;
+    s.put(delivery("a4", "upload", &body("2", "completed", "A"), now)).await;
+    s.put(delivery("b1", "upload", &body("3", "error", "B"), now + Duration::seconds(1))).await;
+    let raw = json!({ "study_id": 189, "subject_id": "C", "status": "Completed" }).to_string();
+    s.put(delivery("c1", "raw_processing_complete", &raw, now + Duration::seconds(2))).await;
+    let conn = s.read();
+
+    let stalled = |before| {
+        let q = UploadQuery { stalled_before: Some(before), limit: 50, ..Default::default() };
+        overview::uploads_page(&conn, &q).expect("page").items.into_iter().map(|u| u.upload_id).collect::<Vec<_>>()
+    };
+    assert!(stalled(now).is_empty(), "nothing started before now");
+    assert_eq!(stalled(now + Duration::hours(3)), vec!["1".to_string()], "only the upload still started");
+
+    let first = overview::subjects(&conn, "189", None, 2).expect("subjects");
+    let ids: Vec<&str> = first.items.iter().map(|s| s.subject_id.as_str()).collect();
+    assert_eq!(ids, vec!["C", "B"], "most recently active first");
+    let next = overview::subjects(&conn, "189", first.next_cursor.as_deref(), 2).expect("subjects");
+    assert_eq!(next.items.len(), 1);
+    assert_eq!(next.next_cursor, None);
+    let a = &next.items[0];
+    assert_eq!(a.subject_id, "A");
+    assert_eq!(a.uploads, overview::StatusCounts { started: 1, completed: 1, error: 0 }, "counted by current status");
+    assert_eq!(first.items[0].other_events, 1, "subject C's raw-processing event");
+    s.close();
+}

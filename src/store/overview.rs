@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection};
 use serde::Serialize;
+use serde_json::json;
 
 use super::query::{
     delivery_row_from, upload_row_from, where_clause, DeliveryRow, Filter, UploadRow, DELIVERY_COLUMNS,
@@ -152,7 +153,7 @@ pub struct Page<T> {
 
 /// Where the previous page of uploads ended.
 fn upload_cursor(row: &UploadRow) -> String {
-    serde_json::json!([to_ms(row.updated_at), row.study_id, row.upload_id]).to_string()
+    json!([to_ms(row.updated_at), row.study_id, row.upload_id]).to_string()
 }
 
 fn parse_upload_cursor(cursor: &str) -> Option<(i64, String, String)> {
@@ -163,8 +164,10 @@ fn parse_upload_cursor(cursor: &str) -> Option<(i64, String, String)> {
 #[derive(Debug, Clone, Default)]
 pub struct UploadQuery {
     pub filter: Filter,
-    /// Matches an upload id or subject id exactly, or part of an error message.
+    /// Matches an upload id or subject id exactly, or part of a failed upload's error message.
     pub search: Option<String>,
+    /// Only uploads still `started` that started before this time (stalled).
+    pub stalled_before: Option<DateTime<Utc>>,
     pub cursor: Option<String>,
     pub limit: u32,
 }
@@ -173,23 +176,25 @@ pub struct UploadQuery {
 pub fn uploads_page(conn: &Connection, q: &UploadQuery) -> rusqlite::Result<Page<UploadRow>> {
     let (mut terms, mut values) = q.filter.terms("updated_at", false);
     if let Some(search) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        terms.push("(upload_id = ? OR subject_id = ? OR error_message LIKE ? ESCAPE '\\')".into());
+        // Three indexed lookups rather than one condition tested on every row.
+        terms.push(
+            "rowid IN (SELECT rowid FROM uploads WHERE upload_id = ?
+                       UNION SELECT rowid FROM uploads WHERE subject_id = ?
+                       UNION SELECT rowid FROM uploads WHERE status = 'error' AND error_message LIKE ? ESCAPE '\\')"
+                .into(),
+        );
         values.push(SqlValue::Text(search.to_string()));
         values.push(SqlValue::Text(search.to_string()));
         values.push(SqlValue::Text(format!("%{}%", like_escape(search))));
     }
+    if let Some(before) = q.stalled_before {
+        terms.push("status = 'started' AND started_at < ?".into());
+        values.push(SqlValue::Integer(to_ms(before)));
+    }
     if let Some((at, study, upload)) = q.cursor.as_deref().and_then(parse_upload_cursor) {
-        terms.push(
-            "(updated_at < ? OR (updated_at = ? AND (study_id < ? OR (study_id = ? AND upload_id < ?))))"
-                .into(),
-        );
-        values.extend([
-            SqlValue::Integer(at),
-            SqlValue::Integer(at),
-            SqlValue::Text(study.clone()),
-            SqlValue::Text(study),
-            SqlValue::Text(upload),
-        ]);
+        // A row value, so that SQLite walks the (updated_at, study_id, upload_id) index.
+        terms.push("(updated_at, study_id, upload_id) < (?, ?, ?)".into());
+        values.extend([SqlValue::Integer(at), SqlValue::Text(study), SqlValue::Text(upload)]);
     }
     let limit = q.limit.clamp(1, 500);
     values.push(SqlValue::Integer(i64::from(limit) + 1));
@@ -198,8 +203,7 @@ pub fn uploads_page(conn: &Connection, q: &UploadQuery) -> rusqlite::Result<Page
         where_clause(&terms)
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut items: Vec<UploadRow> =
-        stmt.query_map(params_from_iter(values), upload_row_from)?.collect::<Result<_, _>>()?;
+    let mut items: Vec<UploadRow> = stmt.query_map(params_from_iter(values), upload_row_from)?.collect::<Result<_, _>>()?;
     let next_cursor = (items.len() > limit as usize).then(|| {
         items.truncate(limit as usize);
         items.last().map(upload_cursor)
@@ -259,22 +263,20 @@ pub struct SubjectRow {
     pub other_events: i64,
 }
 
-/// The subjects of a study, the most recently active first.
-pub fn subjects(conn: &Connection, study: &str) -> rusqlite::Result<Vec<SubjectRow>> {
+/// The subjects of a study, the most recently active first, a page at a time (the
+/// cursor is where the previous page ended).
+pub fn subjects(conn: &Connection, study: &str, cursor: Option<&str>, limit: u32) -> rusqlite::Result<Page<SubjectRow>> {
+    let limit = limit.clamp(1, 1000);
+    let (at, after): (i64, String) =
+        cursor.and_then(|c| serde_json::from_str(c).ok()).unwrap_or((i64::MAX, String::new()));
     let mut stmt = conn.prepare(
-        "SELECT s.subject_id, s.subject_identifier, s.last_delivery_at, u.last_upload,
-                coalesce(u.started, 0), coalesce(u.completed, 0), coalesce(u.error, 0),
-                (SELECT count(*) FROM deliveries d
-                  WHERE d.study_id = s.study_id AND d.subject_id = s.subject_id AND d.event <> 'upload')
-         FROM subjects s
-         LEFT JOIN (SELECT subject_id, max(updated_at) AS last_upload,
-                           sum(status = 'started') AS started, sum(status = 'completed') AS completed,
-                           sum(status = 'error') AS error
-                    FROM uploads WHERE study_id = ?1 GROUP BY subject_id) u ON u.subject_id = s.subject_id
-         WHERE s.study_id = ?1
-         ORDER BY s.last_delivery_at DESC",
+        "SELECT subject_id, subject_identifier, last_delivery_at, last_upload_at, uploads_started,
+                uploads_completed, uploads_error, other_events
+         FROM subjects
+         WHERE study_id = ?1 AND (last_delivery_at, subject_id) < (?2, ?3)
+         ORDER BY last_delivery_at DESC, subject_id DESC LIMIT ?4",
     )?;
-    let rows = stmt.query_map([study], |row| {
+    let rows = stmt.query_map(params![study, at, after, i64::from(limit) + 1], |row| {
         Ok(SubjectRow {
             study_id: study.to_string(),
             subject_id: row.get(0)?,
@@ -285,7 +287,12 @@ pub fn subjects(conn: &Connection, study: &str) -> rusqlite::Result<Vec<SubjectR
             other_events: row.get(7)?,
         })
     })?;
-    rows.collect()
+    let mut items: Vec<SubjectRow> = rows.collect::<rusqlite::Result<_>>()?;
+    let next_cursor = (items.len() > limit as usize).then(|| {
+        items.truncate(limit as usize);
+        items.last().map(|s| json!([to_ms(s.last_delivery_at), s.subject_id]).to_string())
+    });
+    Ok(Page { items, next_cursor: next_cursor.flatten() })
 }
 
 /// A delivery of another event type, with its typed content for display.

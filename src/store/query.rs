@@ -279,13 +279,14 @@ pub struct RefusedRow {
     pub body_len: Option<i64>,
 }
 
-pub fn refused(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<RefusedRow>> {
+/// Refused requests, newest first; `before` is the id where the previous page ended.
+pub fn refused(conn: &Connection, limit: u32, before: Option<i64>) -> rusqlite::Result<Vec<RefusedRow>> {
     let mut stmt = conn.prepare(
         "SELECT id, received_at, peer, method, path, status, reason, webhook_id, event, delivery_id,
                 headers, body_prefix, body_len
-         FROM refused ORDER BY id DESC LIMIT ?1",
+         FROM refused WHERE id < ?2 ORDER BY id DESC LIMIT ?1",
     )?;
-    let rows = stmt.query_map([limit], |row| {
+    let rows = stmt.query_map(params![limit, before.unwrap_or(i64::MAX)], |row| {
         let headers: String = row.get(10)?;
         let body: Vec<u8> = row.get(11)?;
         Ok(RefusedRow {

@@ -96,8 +96,15 @@ const MIGRATIONS: &[&str] = &[
         subject_identifier TEXT,
         first_seen_at      INTEGER NOT NULL,
         last_delivery_at   INTEGER NOT NULL,
+        -- Kept by the writer as uploads change, so a study's subject list reads no uploads.
+        uploads_started    INTEGER NOT NULL DEFAULT 0,
+        uploads_completed  INTEGER NOT NULL DEFAULT 0,
+        uploads_error      INTEGER NOT NULL DEFAULT 0,
+        last_upload_at     INTEGER,
+        other_events       INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (study_id, subject_id)
     ) STRICT;
+    CREATE INDEX subjects_recent ON subjects (study_id, last_delivery_at, subject_id);
 
     CREATE TABLE uploads (
         study_id               TEXT NOT NULL,
@@ -118,7 +125,8 @@ const MIGRATIONS: &[&str] = &[
         deliveries             INTEGER NOT NULL,
         PRIMARY KEY (study_id, upload_id)
     ) STRICT;
-    CREATE INDEX uploads_updated ON uploads (updated_at);
+    CREATE INDEX uploads_updated ON uploads (updated_at, study_id, upload_id);
+    CREATE INDEX uploads_upload_id ON uploads (upload_id);
     CREATE INDEX uploads_status ON uploads (status, updated_at);
     CREATE INDEX uploads_study ON uploads (study_id, updated_at);
     CREATE INDEX uploads_study_status ON uploads (study_id, status, updated_at);

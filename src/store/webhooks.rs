@@ -44,6 +44,12 @@ pub fn put(
     Ok(())
 }
 
+/// Names a webhook, or clears its name with `None`.
+pub fn set_label(conn: &Connection, webhook_id: &str, label: Option<&str>) -> rusqlite::Result<()> {
+    conn.execute("UPDATE webhooks SET label = ?2 WHERE webhook_id = ?1", params![webhook_id, label])?;
+    Ok(())
+}
+
 /// Removes a webhook; false when it was not configured.
 pub fn remove(conn: &Connection, webhook_id: &str) -> rusqlite::Result<bool> {
     Ok(conn.execute("DELETE FROM webhooks WHERE webhook_id = ?1", [webhook_id])? > 0)

@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{query, to_ms, StoreError};
-use crate::event::{Event, Parsed, PayloadError, UploadEvent};
+use crate::event::{Event, Parsed, PayloadError, UploadEvent, UploadStatus};
 use crate::upload::{Transition, UploadState};
 
 /// How many operations one transaction takes at most.
@@ -380,13 +380,16 @@ fn insert_delivery(conn: &Connection, d: &NewDelivery) -> rusqlite::Result<Store
             params![study, at],
         )?;
         if let Some(subject) = event.subject_id() {
+            let other = i64::from(!matches!(event, Event::Upload(_)));
             conn.execute(
-                "INSERT INTO subjects (study_id, subject_id, subject_identifier, first_seen_at, last_delivery_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)
+                "INSERT INTO subjects (study_id, subject_id, subject_identifier, first_seen_at, last_delivery_at,
+                     other_events)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)
                  ON CONFLICT (study_id, subject_id) DO UPDATE SET
                      subject_identifier = coalesce(excluded.subject_identifier, subject_identifier),
-                     last_delivery_at = max(last_delivery_at, excluded.last_delivery_at)",
-                params![study, subject, event.subject_identifier(), at],
+                     last_delivery_at = max(last_delivery_at, excluded.last_delivery_at),
+                     other_events = other_events + excluded.other_events",
+                params![study, subject, event.subject_identifier(), at, other],
             )?;
         }
     }
@@ -438,6 +441,29 @@ fn apply_upload(conn: &Connection, event: &UploadEvent, at: DateTime<Utc>) -> ru
             day,
         ],
     )?;
+    // Keep the subject's counts: each upload counted once, under its current status.
+    if let Some(subject) = &state.subject_id {
+        let mut delta = [0i64; 3];
+        let slot = |s: UploadStatus| match s {
+            UploadStatus::Started => 0,
+            UploadStatus::Completed => 1,
+            UploadStatus::Error => 2,
+        };
+        match transition {
+            Transition::Created => delta[slot(state.status)] += 1,
+            Transition::Changed(before) => {
+                delta[slot(before)] -= 1;
+                delta[slot(state.status)] += 1;
+            }
+            Transition::Unchanged => {}
+        }
+        conn.execute(
+            "UPDATE subjects SET uploads_started = uploads_started + ?3, uploads_completed = uploads_completed + ?4,
+                 uploads_error = uploads_error + ?5, last_upload_at = max(coalesce(last_upload_at, 0), ?6)
+             WHERE study_id = ?1 AND subject_id = ?2",
+            params![event.study_id, subject, delta[0], delta[1], delta[2], to_ms(at)],
+        )?;
+    }
     // Keep the per-day counts: the upload counts on the day it was first seen, under
     // its current status.
     match transition {
@@ -517,6 +543,9 @@ pub fn prune(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Result<u
             }
         }
     }
+    if total == 0 {
+        return Ok(0);
+    }
     // Old days lose the uploads just deleted but keep those still there (first seen
     // before the cutoff, changed after it), so the per-day totals stay exact.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -526,6 +555,18 @@ pub fn prune(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Result<u
          SELECT study_id, first_seen_day, status, count(*) FROM uploads WHERE first_seen_day < ?1
          GROUP BY study_id, first_seen_day, status",
         [&day],
+    )?;
+    // Subjects keep their counts of what is left.
+    tx.execute_batch(
+        "UPDATE subjects SET
+             uploads_started = (SELECT count(*) FROM uploads u WHERE u.study_id = subjects.study_id
+                                AND u.subject_id = subjects.subject_id AND u.status = 'started'),
+             uploads_completed = (SELECT count(*) FROM uploads u WHERE u.study_id = subjects.study_id
+                                AND u.subject_id = subjects.subject_id AND u.status = 'completed'),
+             uploads_error = (SELECT count(*) FROM uploads u WHERE u.study_id = subjects.study_id
+                                AND u.subject_id = subjects.subject_id AND u.status = 'error'),
+             other_events = (SELECT count(*) FROM deliveries d WHERE d.study_id = subjects.study_id
+                                AND d.subject_id = subjects.subject_id AND d.event <> 'upload')",
     )?;
     tx.commit()?;
     Ok(total)
