@@ -489,7 +489,9 @@ async fn delivery_detail(State(state): State<DashboardState>, Path(seq): Path<i6
 async fn refused(State(state): State<DashboardState>, Query(params): Query<FilterParams>) -> ApiResult {
     let limit = params.limit();
     let before = match non_empty(&params.cursor) {
-        Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::bad_request("cursor is not a refused-request id"))?),
+        Some(c) => {
+            Some(c.parse::<i64>().map_err(|_| ApiError::bad_request("cursor is not a refused-request id"))?)
+        }
         None => None,
     };
     db(&state, move |conn| Ok(query::refused(conn, limit, before)?)).await.and_then(ok)
@@ -611,9 +613,10 @@ async fn test_delivery(State(state): State<DashboardState>, body: Option<Json<Te
     }
     let table = state.inner.pool.run(|conn| Ok(webhooks::auth_table(conn)?)).await?;
     let test = send::TestDelivery { status, webhook_id: request.webhook_id, study: request.study };
-    let (webhook_id, outcome) = send::test_delivery(&state.inner.receiver_url, &table, test, "the cpwatch dashboard")
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let (webhook_id, outcome) =
+        send::test_delivery(&state.inner.receiver_url, &table, test, "the cpwatch dashboard")
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
     let accepted = outcome.ok();
     ok(json!({
         "accepted": accepted,
@@ -636,7 +639,8 @@ async fn export_uploads(
     };
     let filter = params.filter()?;
     let study = filter.study.clone();
-    let mut q = UploadQuery { filter, search: non_empty(&params.q), stalled_before: None, cursor: None, limit: 500 };
+    let mut q =
+        UploadQuery { filter, search: non_empty(&params.q), stalled_before: None, cursor: None, limit: 500 };
     let stalled = params.stalled.unwrap_or(false);
     let bytes = db(&state, move |conn| {
         if stalled {

@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Duration, FixedOffset, NaiveTime, Utc};
 use serde::Serialize;
 
-use crate::store::LiveEvent;
 use crate::store::query::UploadRow;
 use crate::store::settings::{NotificationPrefs, QuietHours};
+use crate::store::LiveEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,15 +36,23 @@ impl Target {
         let enc = |s: &str| {
             s.bytes()
                 .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
                     _ => format!("%{b:02X}"),
                 })
                 .collect::<String>()
         };
         match self {
-            Target::Upload { study_id, upload_id } => format!("#/uploads/{}/{}", enc(study_id), enc(upload_id)),
-            Target::Uploads { study_id, status } => format!("#/uploads?study={}&status={}", enc(study_id), enc(status)),
-            Target::Subject { study_id, subject_id } => format!("#/subjects/{}/{}", enc(study_id), enc(subject_id)),
+            Target::Upload { study_id, upload_id } => {
+                format!("#/uploads/{}/{}", enc(study_id), enc(upload_id))
+            }
+            Target::Uploads { study_id, status } => {
+                format!("#/uploads?study={}&status={}", enc(study_id), enc(status))
+            }
+            Target::Subject { study_id, subject_id } => {
+                format!("#/subjects/{}/{}", enc(study_id), enc(subject_id))
+            }
             Target::Delivery { seq } => format!("#/deliveries/{seq}"),
         }
     }
@@ -139,14 +147,27 @@ impl Notifier {
     fn quiet(&self, now: DateTime<Utc>) -> bool {
         let Some(QuietHours { start, end }) = self.prefs.quiet_hours else { return false };
         let local: NaiveTime = now.with_timezone(&self.offset).time();
-        if start <= end { local >= start && local < end } else { local >= start || local < end }
+        if start <= end {
+            local >= start && local < end
+        } else {
+            local >= start || local < end
+        }
     }
 
     /// Takes one committed event; returns what must be shown now (failures). Other
     /// news waits in its group until [`Notifier::flush_due`].
     pub fn observe(&mut self, event: &LiveEvent, now: DateTime<Utc>) -> Vec<Notice> {
-        let LiveEvent::Delivery { seq, event: name, study_id, subject_id, upload_id, status, upload, summary, .. } =
-            event
+        let LiveEvent::Delivery {
+            seq,
+            event: name,
+            study_id,
+            subject_id,
+            upload_id,
+            status,
+            upload,
+            summary,
+            ..
+        } = event
         else {
             return Vec::new();
         };
@@ -188,7 +209,15 @@ impl Notifier {
             .or_else(|| summary.split_once(": ").map(|(_, message)| message.to_string()));
         if failure {
             // A failure is never held back or folded into a group.
-            return vec![self.failure_notice(kind, &study, subject_id.as_deref(), upload_id.as_deref(), name, error, *seq)];
+            return vec![self.failure_notice(
+                kind,
+                &study,
+                subject_id.as_deref(),
+                upload_id.as_deref(),
+                name,
+                error,
+                *seq,
+            )];
         }
         let group = self.groups.entry((study.clone(), kind)).or_default();
         group.opened_at.get_or_insert(now);
@@ -318,7 +347,8 @@ impl Notifier {
             }
             self.stalled_told.insert(key);
             let waited = now - started_at;
-            let subject = upload.state.subject_id.as_deref().map_or_else(String::new, |s| format!("Subject {s}, "));
+            let subject =
+                upload.state.subject_id.as_deref().map_or_else(String::new, |s| format!("Subject {s}, "));
             notices.push(Notice {
                 title: format!("Upload stalled: {}", self.study_name(&upload.study_id)),
                 body: format!(
@@ -327,7 +357,10 @@ impl Notifier {
                     human_duration(waited)
                 ),
                 urgency: Urgency::Normal,
-                target: Target::Upload { study_id: upload.study_id.clone(), upload_id: upload.upload_id.clone() },
+                target: Target::Upload {
+                    study_id: upload.study_id.clone(),
+                    upload_id: upload.upload_id.clone(),
+                },
                 count: 1,
             });
         }

@@ -365,15 +365,20 @@ pub async fn test_delivery(
     let webhook_id = test
         .webhook_id
         .or_else(|| {
-            let mut ids: Vec<&String> = table.webhooks.keys().filter(|k| k.as_str() != DEFAULT_WEBHOOK).collect();
+            let mut ids: Vec<&String> =
+                table.webhooks.keys().filter(|k| k.as_str() != DEFAULT_WEBHOOK).collect();
             ids.sort();
             ids.first().map(|s| s.to_string())
         })
         .unwrap_or_else(|| "15".into());
     let auth = match table.method_for(Some(&webhook_id)) {
         None | Some(AuthMethod::None) => SendAuth::None,
-        Some(AuthMethod::Passcode(p)) => SendAuth::Passcode { scheme: Scheme::Base64Sha256, passcode: p.clone() },
-        Some(AuthMethod::Basic { user, password }) => SendAuth::Basic { user: user.clone(), password: password.clone() },
+        Some(AuthMethod::Passcode(p)) => {
+            SendAuth::Passcode { scheme: Scheme::Base64Sha256, passcode: p.clone() }
+        }
+        Some(AuthMethod::Basic { user, password }) => {
+            SendAuth::Basic { user: user.clone(), password: password.clone() }
+        }
         Some(AuthMethod::Bearer(t)) => SendAuth::Bearer(t.clone()),
     };
     let failed = UploadStatus::parse(&test.status) == Some(UploadStatus::Error);

@@ -129,8 +129,17 @@ impl Receiver {
         let receiver_url = self.webhook_url();
         let dashboard_addr = self.dashboard_addr();
         let receiver_addr = self.local_addr();
-        let Receiver { config, listener, dashboard_listener, db, state, shell_status, writer_thread, _lock, .. } =
-            self;
+        let Receiver {
+            config,
+            listener,
+            dashboard_listener,
+            db,
+            state,
+            shell_status,
+            writer_thread,
+            _lock,
+            ..
+        } = self;
         let (stop, stopping) = watch::channel(false);
         let dashboard_state = DashboardState::new(
             ReadPool::new(db),

@@ -53,7 +53,8 @@ impl TrayInputs {
             |row| row.get(0),
         )?;
         let mut stmt = conn.prepare("SELECT study_id, label FROM studies WHERE label IS NOT NULL")?;
-        let labels = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        let labels =
+            stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         Ok(TrayInputs {
             counts: query::counts(conn, now)?,
             new_failures,
@@ -102,13 +103,15 @@ pub fn model(
         .recent
         .iter()
         .map(|u| {
-            let study = inputs.labels.get(&u.study_id).cloned().unwrap_or_else(|| format!("Study {}", u.study_id));
+            let study =
+                inputs.labels.get(&u.study_id).cloned().unwrap_or_else(|| format!("Study {}", u.study_id));
             let status = match u.state.status {
                 UploadStatus::Started => "In progress",
                 UploadStatus::Completed => "Completed",
                 UploadStatus::Error => "Failed",
             };
-            let subject = u.state.subject_id.as_deref().map_or_else(String::new, |s| format!(", subject {s}"));
+            let subject =
+                u.state.subject_id.as_deref().map_or_else(String::new, |s| format!(", subject {s}"));
             RecentUpload {
                 label: format!("{status}: {study}{subject}, upload {}", u.upload_id),
                 target: Target::Upload { study_id: u.study_id.clone(), upload_id: u.upload_id.clone() },

@@ -203,7 +203,8 @@ pub fn uploads_page(conn: &Connection, q: &UploadQuery) -> rusqlite::Result<Page
         where_clause(&terms)
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut items: Vec<UploadRow> = stmt.query_map(params_from_iter(values), upload_row_from)?.collect::<Result<_, _>>()?;
+    let mut items: Vec<UploadRow> =
+        stmt.query_map(params_from_iter(values), upload_row_from)?.collect::<Result<_, _>>()?;
     let next_cursor = (items.len() > limit as usize).then(|| {
         items.truncate(limit as usize);
         items.last().map(upload_cursor)
@@ -265,7 +266,12 @@ pub struct SubjectRow {
 
 /// The subjects of a study, the most recently active first, a page at a time (the
 /// cursor is where the previous page ended).
-pub fn subjects(conn: &Connection, study: &str, cursor: Option<&str>, limit: u32) -> rusqlite::Result<Page<SubjectRow>> {
+pub fn subjects(
+    conn: &Connection,
+    study: &str,
+    cursor: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Page<SubjectRow>> {
     let limit = limit.clamp(1, 1000);
     let (at, after): (i64, String) =
         cursor.and_then(|c| serde_json::from_str(c).ok()).unwrap_or((i64::MAX, String::new()));

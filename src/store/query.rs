@@ -123,11 +123,11 @@ pub(super) fn upload_row_from(row: &Row<'_>) -> rusqlite::Result<UploadRow> {
 
 /// The stored state of one upload, if known.
 pub fn upload_state(conn: &Connection, study: &str, upload: &str) -> rusqlite::Result<Option<UploadState>> {
-    conn.query_row(
-        &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE study_id = ?1 AND upload_id = ?2"),
-        params![study, upload],
-        upload_state_from,
-    )
+    // Cached: the writer asks this for every upload delivery.
+    conn.prepare_cached(&format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE study_id = ?1 AND upload_id = ?2"
+    ))?
+    .query_row(params![study, upload], upload_state_from)
     .optional()
 }
 
@@ -337,19 +337,31 @@ pub struct ValidationRecord {
 
 pub fn counts(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Counts> {
     let (deliveries, duplicates): (i64, i64) =
-        conn.query_row("SELECT deliveries, duplicates FROM delivery_totals", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        conn.query_row("SELECT deliveries, duplicates FROM delivery_totals", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
     let flagged: i64 =
         conn.query_row("SELECT count(*) FROM deliveries WHERE flag IS NOT NULL", [], |row| row.get(0))?;
-    let last: Option<i64> = conn.query_row("SELECT max(received_at) FROM deliveries", [], |row| row.get(0))?;
+    let last: Option<i64> =
+        conn.query_row("SELECT max(received_at) FROM deliveries", [], |row| row.get(0))?;
     // The per-day table holds every upload once, under its current status.
     let by_status = |status: &str| -> rusqlite::Result<i64> {
-        conn.query_row("SELECT coalesce(sum(uploads), 0) FROM upload_days WHERE status = ?1", [status], |row| {
-            row.get(0)
-        })
+        conn.query_row(
+            "SELECT coalesce(sum(uploads), 0) FROM upload_days WHERE status = ?1",
+            [status],
+            |row| row.get(0),
+        )
     };
     let day_ago = to_ms(now - chrono::Duration::days(1));
-    let record = |ok: bool| move |row: &Row<'_>| -> rusqlite::Result<ValidationRecord> {
-        Ok(ValidationRecord { received_at: from_ms(row.get(0)?), webhook_id: row.get(1)?, auth_ok: ok, auth: row.get(2)? })
+    let record = |ok: bool| {
+        move |row: &Row<'_>| -> rusqlite::Result<ValidationRecord> {
+            Ok(ValidationRecord {
+                received_at: from_ms(row.get(0)?),
+                webhook_id: row.get(1)?,
+                auth_ok: ok,
+                auth: row.get(2)?,
+            })
+        }
     };
     let answered = conn
         .query_row(
