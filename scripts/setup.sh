@@ -6,7 +6,8 @@
 #   desktop  the libraries the Tauri desktop app builds against
 #   e2e      what the end-to-end tests drive: Xvfb, a D-Bus session, the dunst
 #            notification daemon, a StatusNotifierWatcher, ImageMagick for
-#            screenshots, Chromium and its WebDriver
+#            screenshots, Chromium and its WebDriver, and mount, mkfs.ext4, e2fsck
+#            and chattr for the storage-fault tests
 set -euo pipefail
 
 cpwatch_packages() {
@@ -15,7 +16,7 @@ cpwatch_packages() {
     case "$group" in
       base) echo build-essential pkg-config ca-certificates curl ;;
       desktop) echo libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev ;;
-      e2e) echo xvfb xauth dbus dbus-x11 dunst libnotify-bin haskell-status-notifier-item-utils imagemagick chromium chromium-driver ;;
+      e2e) echo xvfb xauth dbus dbus-x11 dunst libnotify-bin haskell-status-notifier-item-utils imagemagick chromium chromium-driver mount e2fsprogs ;;
       *) echo "setup: unknown package group $group" >&2; return 1 ;;
     esac
   done

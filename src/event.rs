@@ -630,6 +630,8 @@ mod tests {
         assert_eq!(id_text(&serde_json::json!(" 85045 ")), Some("85045".into()));
         assert_eq!(id_text(&serde_json::json!(85045)), Some("85045".into()));
         assert_eq!(id_text(&serde_json::json!(85045.0)), Some("85045".into()));
+        let read: serde_json::Value = serde_json::from_str("1946100188605637.0").expect("a number");
+        assert_eq!(id_text(&read), Some("1946100188605637".into()), "a long integral float reads exactly");
         assert_eq!(id_text(&serde_json::json!(1.5)), None, "a fraction is no id");
         assert_eq!(id_text(&serde_json::json!(1e300)), None, "a huge float is no id");
         assert_eq!(id_text(&serde_json::json!("")), None);

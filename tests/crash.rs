@@ -1,7 +1,8 @@
 //! Durability under SIGKILL: concurrent senders post unique deliveries while the real
 //! receiver is killed and restarted on the same data directory several times. Every
-//! delivery that got a 2xx must be in the database exactly once afterwards, and the
-//! database must be intact.
+//! delivery that got a 2xx must be in the database exactly once afterwards, the
+//! database must be intact, and every upload's state must be the replay of the
+//! deliveries stored for it.
 
 mod common;
 
@@ -181,6 +182,8 @@ async fn every_acknowledged_delivery_survives_sigkill_exactly_once() {
         )
         .expect("compare uploads with deliveries");
     assert_eq!(inconsistent, 0, "every upload counts exactly the deliveries stored for it");
+    let uploads = data.assert_uploads_match_replay();
+    assert!(uploads > 0, "the senders created uploads");
     eprintln!(
         "{} deliveries acknowledged across {} receiver lives ({failures} failed attempts); {} ids stored",
         acked.len(),

@@ -33,7 +33,13 @@ fn state(status: UploadStatus, message: Option<&str>, subject: &str) -> UploadSt
 
 /// An `upload` delivery as the writer publishes it; `upload_status` is the upload's
 /// state after it (differs from `status` for a late `started`).
-fn upload_event(study: &str, upload: &str, subject: &str, status: &str, upload_status: UploadStatus) -> LiveEvent {
+fn upload_event(
+    study: &str,
+    upload: &str,
+    subject: &str,
+    status: &str,
+    upload_status: UploadStatus,
+) -> LiveEvent {
     let message = (status == "error").then_some("A problem occured during upload processing");
     LiveEvent::Delivery {
         seq: 1,
@@ -107,7 +113,11 @@ fn by_default_failures_and_completions_notify_but_starts_and_other_successes_do_
         ("an upload failure notifies", failed("189", "1", "7"), 1),
         ("an upload completion notifies", completed("189", "2", "7"), 1),
         ("an upload start does not", started("189", "3", "7"), 0),
-        ("a raw-processing failure notifies", other("raw_processing_complete", "error", "File could not be decoded"), 1),
+        (
+            "a raw-processing failure notifies",
+            other("raw_processing_complete", "error", "File could not be decoded"),
+            1,
+        ),
         ("a raw-processing success does not", other("raw_processing_complete", "completed", ""), 0),
         ("daily statistics do not", other("daily_statistics_complete", "completed", ""), 0),
     ];
@@ -188,11 +198,16 @@ fn a_failure_is_never_hidden_inside_a_group() {
 #[test]
 fn groups_are_per_study() {
     let mut n = notifier(NotificationPrefs { group_window_seconds: 10, ..Default::default() });
-    let shown =
-        run(&mut n, &[(0, completed("189", "1", "7")), (1, completed("200", "2", "7")), (2, completed("189", "3", "7"))]);
+    let shown = run(
+        &mut n,
+        &[(0, completed("189", "1", "7")), (1, completed("200", "2", "7")), (2, completed("189", "3", "7"))],
+    );
     let mut titles: Vec<String> = shown.into_iter().map(|n| n.title).collect();
     titles.sort();
-    assert_eq!(titles, vec!["2 uploads completed in Study 189".to_string(), "Upload completed: Study 200".to_string()]);
+    assert_eq!(
+        titles,
+        vec!["2 uploads completed in Study 189".to_string(), "Upload completed: Study 200".to_string()]
+    );
 }
 
 #[test]
@@ -209,19 +224,29 @@ fn during_quiet_hours_only_failures_break_through() {
     let night = t0() + Duration::minutes(7 * 60 + 30);
     assert!(n.observe(&completed("189", "1", "7"), night).is_empty());
     assert!(n.flush_due(night + secs(3600)).is_empty(), "a completion at 22:30 local is quiet");
-    assert_eq!(n.observe(&failed("189", "2", "7"), night).len(), 1, "a failure at 22:30 local breaks through");
+    assert_eq!(
+        n.observe(&failed("189", "2", "7"), night).len(),
+        1,
+        "a failure at 22:30 local breaks through"
+    );
     let morning = t0() - Duration::hours(7); // 07:00 UTC = 08:00 local
     assert!(n.observe(&completed("189", "3", "7"), morning).is_empty());
     assert_eq!(n.flush_due(morning + secs(3600)).len(), 1, "08:00 local is after the quiet hours");
     let early = t0() - Duration::hours(8) - Duration::minutes(30); // 06:30 local
     assert!(n.observe(&completed("189", "4", "7"), early).is_empty());
-    assert!(n.flush_due(early + secs(60)).is_empty(), "06:30 local is still quiet (the range wraps midnight)");
+    assert!(
+        n.flush_due(early + secs(60)).is_empty(),
+        "06:30 local is still quiet (the range wraps midnight)"
+    );
 }
 
 #[test]
 fn a_muted_study_never_notifies() {
     let mut n = notifier(NotificationPrefs { muted_studies: vec!["189".into()], ..Default::default() });
-    let shown = run(&mut n, &[(0, failed("189", "1", "7")), (1, completed("189", "2", "7")), (2, failed("200", "3", "7"))]);
+    let shown = run(
+        &mut n,
+        &[(0, failed("189", "1", "7")), (1, completed("189", "2", "7")), (2, failed("200", "3", "7"))],
+    );
     assert_eq!(shown.len(), 1);
     assert_eq!(shown[0].title, "Upload failed: Study 200");
 }
@@ -244,7 +269,8 @@ fn pause_silences_everything_until_it_ends_or_is_resumed() {
 
 #[test]
 fn starts_notify_only_when_enabled_and_a_late_start_never_does() {
-    let mut n = notifier(NotificationPrefs { upload_started: true, group_window_seconds: 5, ..Default::default() });
+    let mut n =
+        notifier(NotificationPrefs { upload_started: true, group_window_seconds: 5, ..Default::default() });
     let shown = run(&mut n, &[(0, started("189", "1", "7"))]);
     assert_eq!(shown[0].title, "Upload started: Study 189");
     let late = upload_event("189", "2", "7", "started", UploadStatus::Completed);
@@ -253,9 +279,18 @@ fn starts_notify_only_when_enabled_and_a_late_start_never_does() {
 
 #[test]
 fn disabled_kinds_stay_silent() {
-    let prefs = NotificationPrefs { upload_completed: false, upload_failed: false, other_failures: false, ..Default::default() };
+    let prefs = NotificationPrefs {
+        upload_completed: false,
+        upload_failed: false,
+        other_failures: false,
+        ..Default::default()
+    };
     let mut n = notifier(prefs);
-    let events = [(0, completed("189", "1", "7")), (1, failed("189", "2", "7")), (2, other("raw_processing_complete", "error", "x"))];
+    let events = [
+        (0, completed("189", "1", "7")),
+        (1, failed("189", "2", "7")),
+        (2, other("raw_processing_complete", "error", "x")),
+    ];
     assert!(run(&mut n, &events).is_empty());
 }
 
@@ -278,7 +313,11 @@ fn a_stalled_upload_notifies_once_after_the_threshold() {
     let mut n = notifier(NotificationPrefs::default());
     let threshold = Duration::hours(2);
     let rows = vec![started_row("1", t0()), started_row("2", t0() + Duration::hours(1))];
-    assert_eq!(n.next_stall(&rows, threshold), Some(t0() + threshold), "the timer is set for the first stall");
+    assert_eq!(
+        n.next_stall(&rows, threshold),
+        Some(t0() + threshold),
+        "the timer is set for the first stall"
+    );
     assert!(n.stalled(&rows, threshold, t0() + Duration::minutes(119)).is_empty(), "not before two hours");
     let shown = n.stalled(&rows, threshold, t0() + Duration::minutes(125));
     assert_eq!(shown.len(), 1);

@@ -211,7 +211,11 @@ async fn the_validation_handshake_echoes_the_code_even_when_the_credentials_are_
     assert_eq!(reply.header("x-actigraph-hook-secret"), Some(code.as_str()), "the code is echoed");
     let rows = data.deliveries(&validation.id());
     assert_eq!(rows.len(), 1, "the validation delivery is stored");
-    assert!(rows[0].auth.starts_with("verified"), "a validation with the right passcode is verified: {}", rows[0].auth);
+    assert!(
+        rows[0].auth.starts_with("verified"),
+        "a validation with the right passcode is verified: {}",
+        rows[0].auth
+    );
 
     let code2 = "0b7c59e2-5d47-4b0e-9f7d-2f1a3c4e5d6f";
     let wrongly_signed = Delivery::validation("validation-wrong-1", code2).signed(&wrong);

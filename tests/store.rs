@@ -89,7 +89,9 @@ async fn a_retry_is_stored_once_and_a_reused_id_with_another_body_is_kept() {
 /// The trigger-kept totals agree with counting every row.
 fn assert_totals_agree(conn: &rusqlite::Connection) {
     let counted: (i64, i64) = conn
-        .query_row("SELECT count(*), coalesce(sum(duplicates), 0) FROM deliveries", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT count(*), coalesce(sum(duplicates), 0) FROM deliveries", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .expect("count");
     let counts = query::counts(conn, Utc::now()).expect("counts");
     assert_eq!((counts.deliveries, counts.duplicates), counted, "kept totals equal a full count");
@@ -97,7 +99,13 @@ fn assert_totals_agree(conn: &rusqlite::Connection) {
         .query_row(
             "SELECT sum(status = 'started'), sum(status = 'completed'), sum(status = 'error') FROM uploads",
             [],
-            |r| Ok((r.get::<_, Option<i64>>(0)?.unwrap_or(0), r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get::<_, Option<i64>>(2)?.unwrap_or(0))),
+            |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+                    r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                    r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                ))
+            },
         )
         .expect("count");
     assert_eq!((counts.uploads_started, counts.uploads_completed, counts.uploads_error), by_status);
@@ -235,7 +243,12 @@ async fn stalled_uploads_can_be_listed_and_subjects_are_counted_and_paged() {
 
     let stalled = |before| {
         let q = UploadQuery { stalled_before: Some(before), limit: 50, ..Default::default() };
-        overview::uploads_page(&conn, &q).expect("page").items.into_iter().map(|u| u.upload_id).collect::<Vec<_>>()
+        overview::uploads_page(&conn, &q)
+            .expect("page")
+            .items
+            .into_iter()
+            .map(|u| u.upload_id)
+            .collect::<Vec<_>>()
     };
     assert!(stalled(now).is_empty(), "nothing started before now");
     assert_eq!(stalled(now + Duration::hours(3)), vec!["1".to_string()], "only the upload still started");
@@ -248,7 +261,11 @@ async fn stalled_uploads_can_be_listed_and_subjects_are_counted_and_paged() {
     assert_eq!(next.next_cursor, None);
     let a = &next.items[0];
     assert_eq!(a.subject_id, "A");
-    assert_eq!(a.uploads, overview::StatusCounts { started: 1, completed: 1, error: 0 }, "counted by current status");
+    assert_eq!(
+        a.uploads,
+        overview::StatusCounts { started: 1, completed: 1, error: 0 },
+        "counted by current status"
+    );
     assert_eq!(first.items[0].other_events, 1, "subject C's raw-processing event");
     s.close();
 }

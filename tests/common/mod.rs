@@ -9,6 +9,7 @@
 // Each test binary includes this module and uses only part of it.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,8 +18,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, NaiveDateTime, Timelike as _, Utc};
+use cpwatch::event::{self, Event, Parsed, UploadEvent};
 use cpwatch::fixture::HttpFixture;
 use cpwatch::signature::{self, Scheme};
+use cpwatch::store::{self, query};
+use cpwatch::upload::UploadState;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use tempfile::TempDir;
@@ -325,6 +330,85 @@ impl DataDir {
             .optional()
             .expect("query uploads")
     }
+
+    /// Checks that the uploads table is exactly what the stored deliveries say: every
+    /// upload's state equals [`UploadState::replay`] of its stored `upload` deliveries
+    /// in the order they were stored, its delivery count is theirs, no upload exists
+    /// without deliveries, and the per-day counts add up to the uploads' statuses.
+    /// Returns the number of uploads checked.
+    pub fn assert_uploads_match_replay(&self) -> usize {
+        let conn = self.db();
+        let mut timelines: BTreeMap<(String, String), Timeline> = BTreeMap::new();
+        let mut stmt = conn
+            .prepare(
+                "SELECT event, body, received_at FROM deliveries WHERE upload_id IS NOT NULL ORDER BY seq",
+            )
+            .expect("prepare the timeline query");
+        let rows = stmt
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get(2)?)))
+            .expect("query upload deliveries");
+        for row in rows {
+            let (name, body, at) = row.expect("read an upload delivery");
+            // The writer applied exactly what this parse gives, so the replay reads the same.
+            if let Ok(Parsed { event: Event::Upload(upload), .. }) = event::parse(&name, &body) {
+                let key = (upload.study_id.clone(), upload.upload_id.clone());
+                timelines.entry(key).or_default().push((upload, store::from_ms(at)));
+            }
+        }
+        for ((study, upload), timeline) in &timelines {
+            let replayed = UploadState::replay(timeline.iter().map(|(e, at)| (e, *at)))
+                .map(as_stored)
+                .expect("a non-empty timeline");
+            let stored = query::upload_state(&conn, study, upload)
+                .expect("query an upload's state")
+                .unwrap_or_else(|| panic!("upload {study}/{upload} has deliveries but no upload row"));
+            assert_eq!(
+                stored,
+                replayed,
+                "upload {study}/{upload}: the stored state is the replay of its {} stored deliveries",
+                timeline.len()
+            );
+            let counted: i64 = conn
+                .query_row(
+                    "SELECT deliveries FROM uploads WHERE study_id = ?1 AND upload_id = ?2",
+                    [study, upload],
+                    |row| row.get(0),
+                )
+                .expect("query an upload's delivery count");
+            assert_eq!(
+                counted,
+                timeline.len() as i64,
+                "upload {study}/{upload} counts exactly its stored deliveries (retries excluded)"
+            );
+        }
+        let uploads: i64 =
+            conn.query_row("SELECT count(*) FROM uploads", [], |row| row.get(0)).expect("count uploads");
+        assert_eq!(uploads, timelines.len() as i64, "every upload row has stored deliveries");
+        let by_status = "SELECT study_id, status, count(*) FROM uploads GROUP BY 1, 2 ORDER BY 1, 2";
+        let by_day = "SELECT study_id, status, sum(uploads) FROM upload_days GROUP BY 1, 2
+                      HAVING sum(uploads) != 0 ORDER BY 1, 2";
+        assert_eq!(
+            self.table(by_day),
+            self.table(by_status),
+            "the per-day upload counts add up to the uploads' current statuses"
+        );
+        timelines.len()
+    }
+}
+
+/// One upload's deliveries in the order stored, with their receipt times.
+type Timeline = Vec<(UploadEvent, DateTime<Utc>)>;
+
+/// `state` at the precision the uploads table keeps: UTC times in milliseconds,
+/// subject-local times in whole seconds.
+fn as_stored(mut state: UploadState) -> UploadState {
+    let ms = |t: Option<DateTime<Utc>>| t.map(|t| store::from_ms(store::to_ms(t)));
+    let secs = |t: Option<NaiveDateTime>| t.and_then(|t| t.with_nanosecond(0));
+    state.first_epoch_utc = ms(state.first_epoch_utc);
+    state.last_epoch_utc = ms(state.last_epoch_utc);
+    state.first_epoch_subject_tz = secs(state.first_epoch_subject_tz);
+    state.last_epoch_subject_tz = secs(state.last_epoch_subject_tz);
+    state
 }
 
 #[derive(Debug, Clone, PartialEq)]

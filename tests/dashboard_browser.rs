@@ -1,0 +1,597 @@
+//! The dashboard end to end in a real headless browser (Debian's Chromium, driven over
+//! WebDriver), as a researcher lives it: the first-run guide and its test delivery,
+//! deliveries sent with `cpwatch send` appearing live without a reload, the uploads
+//! filter kept in the address, a failed upload's detail, the export of exactly the
+//! filtered view, a hostile payload that must stay text, and a settings round trip whose
+//! passcode never comes back to the page. Screenshots of the main pages are saved under
+//! `target/artifacts/dashboard/`.
+
+mod browser;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use browser::{artifacts_dir, Browser, Cpwatch, Page, WINDOW};
+use serde_json::{json, Value};
+
+const STUDY: &str = "189";
+const SUBJECT: &str = "44732";
+/// A completed upload and a failed one, sent by the researcher with `cpwatch send`.
+const COMPLETED: &str = "90001";
+const FAILED: &str = "90002";
+const FAILED_MESSAGE: &str = "Device clock invalid";
+/// The fixtures' uploads: 85045 starts then completes, 85046 fails.
+const FIXTURE_TWO_STEPS: &str = "85045";
+const FIXTURE_FAILED: &str = "85046";
+const FIXTURE_MESSAGE: &str = "A problem occured during upload processing";
+/// An error message that would run script if it were ever treated as markup.
+const HOSTILE: &str =
+    r#"<img src=x onerror="document.title='pwned'"><script>document.title="pwned"</script>"#;
+const HOSTILE_UPLOAD: &str = "66666";
+const PASSCODE: &str = "browser-test-passcode-3f9a1c";
+
+/// A study card's "Last 7 days" counts (not "Today", which a test running across
+/// midnight would split).
+const LAST_7_DAYS: &str = ".card-stats .stat-block:nth-child(2)";
+
+/// Whether the page is still the one loaded before the live checks (no reload since).
+const NOT_RELOADED: &str = "return window.__cpwatchNoReload === true";
+
+fn fixture(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `cpwatch send` from async code: it blocks until the command ends.
+fn send(cpwatch: &Cpwatch, args: &[&str]) {
+    tokio::task::block_in_place(|| cpwatch.send(args));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_researcher_finds_a_failed_upload_sees_why_and_exports_it_in_a_real_browser() {
+    for stale in ["failure.png", "failure.html", "failure-chromedriver.log"] {
+        let _ = std::fs::remove_file(artifacts_dir().join(stale));
+    }
+    let cpwatch = Arc::new(tokio::task::block_in_place(Cpwatch::start));
+    let browser = Browser::start().await;
+    let page = Page { client: browser.client.clone() };
+
+    // The scenario runs as a task of its own so that a failed step still leaves a
+    // screenshot of what the page showed, and the browser is closed either way.
+    let outcome = tokio::spawn({
+        let (cpwatch, page) = (cpwatch.clone(), page.clone());
+        async move { scenario(&cpwatch, &page).await }
+    })
+    .await;
+    if let Err(failure) = outcome {
+        let dir = artifacts_dir();
+        if let Ok(png) = page.client.screenshot().await {
+            let _ = std::fs::write(dir.join("failure.png"), png);
+        }
+        if let Ok(html) = page.client.source().await {
+            let _ = std::fs::write(dir.join("failure.html"), html);
+        }
+        let _ = std::fs::copy(&browser.driver_log, dir.join("failure-chromedriver.log"));
+        eprintln!(
+            "the failed step's page and driver log: {}/failure.png, failure.html, failure-chromedriver.log\n\
+             cpwatch serve's log:\n{}",
+            dir.display(),
+            cpwatch.log_text(),
+        );
+        browser.close().await;
+        std::panic::resume_unwind(failure.into_panic());
+    }
+    browser.close().await;
+}
+
+async fn scenario(cpwatch: &Cpwatch, page: &Page) {
+    first_run_guide_shows_the_real_receiver_and_its_test_delivery_lands(cpwatch, page).await;
+    deliveries_sent_with_the_cli_appear_live_without_a_reload(cpwatch, page).await;
+    the_uploads_filter_lives_in_the_address_and_survives_a_reload(page).await;
+    the_export_links_download_exactly_the_filtered_view(page).await;
+    a_failed_upload_shows_why_with_its_timeline_and_raw_body(page).await;
+    a_hostile_error_message_is_shown_as_text_and_never_runs(cpwatch, page).await;
+    the_overview_subjects_and_deliveries_pages_show_the_study(page).await;
+    a_webhook_passcode_is_saved_but_never_shown_again(page).await;
+    let live = page.text("[data-testid=live-indicator]").await.unwrap_or_default();
+    let state = page.js("return document.getElementById('live').dataset.state", vec![]).await;
+    assert_eq!(state, json!("connected"), "the live indicator says connected at the end ({live:?})");
+}
+
+/// First run: with no deliveries the overview is the setup guide, naming the receiver's
+/// real port; its test delivery goes through the real receiver and lands on the overview.
+async fn first_run_guide_shows_the_real_receiver_and_its_test_delivery_lands(cpwatch: &Cpwatch, page: &Page) {
+    page.client.goto(&cpwatch.dashboard_url).await.expect("open the dashboard");
+    page.wait_for(
+        "[data-testid=first-run]",
+        "with no deliveries yet, the overview shows the first-run guide",
+    )
+    .await;
+    let viewport = page.js("return [window.innerWidth, window.innerHeight]", vec![]).await;
+    assert_eq!(viewport, json!([WINDOW.0, WINDOW.1]), "the page is seen at the desktop window's size");
+    let steps =
+        page.js("return document.querySelectorAll('[data-testid=first-run-step]').length", vec![]).await;
+    assert_eq!(steps, json!(3), "the first-run guide explains three steps");
+    let port = cpwatch.receiver_port();
+    let tunnels = page.text("[data-testid=tunnel-commands]").await.unwrap_or_default();
+    assert!(
+        tunnels.contains(&format!("ngrok http {port}"))
+            && tunnels.contains(&format!("cloudflared tunnel --url http://127.0.0.1:{port}")),
+        "the tunnel commands name the receiver's real port {port}: {tunnels:?}"
+    );
+    let target = page.text("[data-testid=target-url]").await.unwrap_or_default();
+    assert!(target.ends_with("/webhook"), "the portal's target URL ends with the webhook path: {target:?}");
+    page.wait(
+        "the live indicator says connected",
+        "const live = document.getElementById('live'); \
+         return live.dataset.state === 'connected' && live.innerText.includes('Live')",
+        vec![],
+    )
+    .await;
+    page.screenshot("01-first-run").await;
+
+    page.click("[data-testid=test-delivery-button]").await;
+    page.wait(
+        "the test delivery lands: the overview replaces the guide with a card for study \"test\"",
+        "return document.querySelector('[data-testid=study-card][data-study=\"test\"]') !== null",
+        vec![],
+    )
+    .await;
+    let flash = page.text("[data-testid=view-overview] .outcome-ok").await.unwrap_or_default();
+    assert!(
+        flash.contains("Test delivery accepted by the receiver"),
+        "the overview says the receiver accepted the test delivery: {flash:?}"
+    );
+    assert!(
+        page.text("[data-testid=auth-off-warning]").await.is_some(),
+        "with no webhook configured the overview warns that authentication is off"
+    );
+}
+
+/// Deliveries sent with the real CLI show on the overview and in the uploads table
+/// while the page stays loaded: the marker set before them survives.
+async fn deliveries_sent_with_the_cli_appear_live_without_a_reload(cpwatch: &Cpwatch, page: &Page) {
+    page.js("window.__cpwatchNoReload = true", vec![]).await;
+
+    send(cpwatch, &["--study", STUDY, "--subject", SUBJECT, "--upload", COMPLETED, "--status", "completed"]);
+    send(
+        cpwatch,
+        &[
+            "--study",
+            STUDY,
+            "--subject",
+            SUBJECT,
+            "--upload",
+            FAILED,
+            "--status",
+            "error",
+            "--message",
+            FAILED_MESSAGE,
+        ],
+    );
+    page.wait(
+        "the overview shows study 189's card with its failure, live",
+        "const card = document.querySelector('[data-testid=study-card][data-study=\"189\"]'); \
+         return !!card && card.querySelector('[data-testid=latest-failures]').textContent.includes(arguments[0])",
+        vec![json!(FAILED_MESSAGE)],
+    )
+    .await;
+    let failed_week = page
+        .text(&format!("[data-testid=study-card][data-study=\"189\"] {LAST_7_DAYS} .stat-error .stat-n"))
+        .await
+        .unwrap_or_default();
+    assert_eq!(failed_week, "1", "study 189's card counts its failed upload");
+    assert_eq!(page.js(NOT_RELOADED, vec![]).await, json!(true), "the overview updated without a reload");
+
+    page.click("[data-testid=nav-uploads]").await;
+    page.wait(
+        "the uploads table lists the three uploads so far",
+        "return document.querySelectorAll('[data-testid=upload-row]').length === 3",
+        vec![],
+    )
+    .await;
+    send(cpwatch, &["--study", STUDY, "--count", "20", "--concurrency", "4"]);
+    for name in ["upload-started.http", "upload-completed.http", "upload-error.http"] {
+        send(cpwatch, &["--fixture", &fixture(name)]);
+    }
+    page.wait(
+        "all 25 uploads appear in the table, live, the fixture's two-step upload completed",
+        "const rows = [...document.querySelectorAll('[data-testid=upload-row]')]; \
+         return rows.length === 25 && rows.some((r) => r.dataset.upload === arguments[0] && r.dataset.status === 'completed')",
+        vec![json!(FIXTURE_TWO_STEPS)],
+    )
+    .await;
+    assert_eq!(
+        page.js(NOT_RELOADED, vec![]).await,
+        json!(true),
+        "deliveries appear in the uploads table without a reload"
+    );
+    page.screenshot("03-uploads").await;
+}
+
+/// Filtering through the form puts the filters in the address; a reload keeps them.
+async fn the_uploads_filter_lives_in_the_address_and_survives_a_reload(page: &Page) {
+    page.choose("#filter-study", STUDY).await;
+    page.wait(
+        "choosing a study puts it in the address",
+        "return location.hash.includes('study=189')",
+        vec![],
+    )
+    .await;
+    page.choose("#filter-status", "error").await;
+    let failed_only = "const rows = [...document.querySelectorAll('[data-testid=upload-row]')]; \
+         return location.hash.includes('status=error') && rows.length === 2 \
+           && rows.every((r) => r.dataset.status === 'error' && r.dataset.study === '189')";
+    page.wait("the status filter keeps study 189's two failed uploads", failed_only, vec![]).await;
+    let hash = page.hash().await;
+    assert!(
+        hash.starts_with("#/uploads?") && hash.contains("study=189") && hash.contains("status=error"),
+        "the filters live in the address: {hash}"
+    );
+    let subtitle = page.text("[data-testid=uploads-description]").await.unwrap_or_default();
+    assert!(subtitle.starts_with("Failed uploads in Study 189"), "the page says what it lists: {subtitle:?}");
+    page.screenshot("04-uploads-filtered").await;
+
+    page.client.refresh().await.expect("reload the page");
+    page.wait("after a reload the filtered view is back", failed_only, vec![]).await;
+    assert_eq!(page.js(NOT_RELOADED, vec![]).await, json!(false), "the page really reloaded");
+    let form = page.js("return [document.getElementById('filter-study').value, document.getElementById('filter-status').value]", vec![]).await;
+    assert_eq!(form, json!([STUDY, "error"]), "a reload keeps the filter form as the address says");
+    assert_eq!(page.hash().await, hash, "a reload keeps the address");
+    page.js("window.__cpwatchNoReload = true", vec![]).await;
+}
+
+/// The export links carry the current filters and download exactly the filtered rows,
+/// in a file named after the study and the date.
+async fn the_export_links_download_exactly_the_filtered_view(page: &Page) {
+    let want: BTreeSet<String> = [FAILED, FIXTURE_FAILED].map(String::from).into();
+    for format in ["csv", "json"] {
+        let link = page
+            .js(
+                "const a = document.querySelector(`[data-testid=export-${arguments[0]}]`); \
+                 return { href: a.href, download: a.hasAttribute('download'), \
+                          query: Object.fromEntries(new URL(a.href).searchParams) }",
+                vec![json!(format)],
+            )
+            .await;
+        let href = link["href"].as_str().unwrap_or_default().to_string();
+        assert_eq!(
+            link["query"],
+            json!({ "study": STUDY, "status": "error", "format": format }),
+            "the {format} export link carries exactly the current filters: {href}"
+        );
+        assert_eq!(link["download"], json!(true), "the {format} export link downloads a file");
+
+        let answer = page
+            .js_async(
+                "const [href, done] = arguments; \
+                 fetch(href, { cache: 'no-store' }) \
+                   .then(async (r) => done({ status: r.status, disposition: r.headers.get('content-disposition'), body: await r.text() })) \
+                   .catch((e) => done({ status: 0, body: String(e) }));",
+                vec![json!(href)],
+            )
+            .await;
+        assert_eq!(answer["status"], json!(200), "the {format} export answers: {answer}");
+        let disposition = answer["disposition"].as_str().unwrap_or_default();
+        let name = disposition
+            .split("filename=\"")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("the {format} export names its file: {disposition:?}"));
+        let date = name
+            .strip_prefix("cpwatch-study-189-")
+            .and_then(|rest| rest.strip_suffix(&format!(".{format}")))
+            .unwrap_or_else(|| panic!("the {format} export is named after the study: {name}"));
+        assert!(
+            chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok(),
+            "the {format} export is named after the date: {name}"
+        );
+        let body = answer["body"].as_str().unwrap_or_default();
+        let got: BTreeSet<String> = if format == "csv" {
+            let mut lines = body.lines();
+            assert!(
+                lines.next().is_some_and(|h| h.starts_with("study_id,")),
+                "the CSV starts with its header"
+            );
+            lines
+                .map(|line| {
+                    let cells: Vec<&str> = line.split(',').collect();
+                    assert_eq!(
+                        (cells[0], cells[3]),
+                        (STUDY, "error"),
+                        "a CSV row of the filtered view: {line}"
+                    );
+                    cells[2].to_string()
+                })
+                .collect()
+        } else {
+            let rows: Value = serde_json::from_str(body).expect("the JSON export parses");
+            rows.as_array()
+                .expect("the JSON export is an array of uploads")
+                .iter()
+                .map(|row| {
+                    assert_eq!((&row["study_id"], &row["status"]), (&json!(STUDY), &json!("error")), "{row}");
+                    row["upload_id"].as_str().unwrap_or_default().to_string()
+                })
+                .collect()
+        };
+        assert_eq!(got, want, "the {format} export holds exactly the filtered rows");
+        if format == "csv" {
+            assert!(
+                body.contains(FAILED_MESSAGE) && body.contains(FIXTURE_MESSAGE),
+                "the CSV carries the error messages"
+            );
+        }
+    }
+}
+
+/// The failed upload's detail says why it failed and shows its deliveries whole.
+async fn a_failed_upload_shows_why_with_its_timeline_and_raw_body(page: &Page) {
+    page.click(&format!("[data-testid=upload-row][data-upload=\"{FAILED}\"] [data-testid=upload-link]"))
+        .await;
+    page.wait_for(
+        "[data-testid=view-upload-detail] [data-testid=upload-error]",
+        "the failed upload's detail opens",
+    )
+    .await;
+    let why = page.text("[data-testid=upload-error] .failure-message").await;
+    assert_eq!(why.as_deref(), Some(FAILED_MESSAGE), "the detail says why the upload failed");
+    let status = page
+        .js("return document.querySelector('[data-testid=upload-status] .pill')?.dataset.status", vec![])
+        .await;
+    assert_eq!(status, json!("error"), "the detail shows the upload as failed");
+    let timeline = page.js("return [...document.querySelectorAll('[data-testid=timeline-delivery]')].map((d) => d.dataset.status)", vec![]).await;
+    assert_eq!(timeline, json!(["error"]), "the timeline holds the one delivery of this upload");
+    page.click("[data-testid=timeline-delivery] details > summary").await;
+    page.wait_for(
+        "[data-testid=timeline-delivery] details[open] [data-testid=delivery-body]",
+        "the raw delivery opens",
+    )
+    .await;
+    let body =
+        page.text("[data-testid=timeline-delivery] [data-testid=delivery-body]").await.unwrap_or_default();
+    assert!(
+        body.contains(&format!("\"message\": \"{FAILED_MESSAGE}\""))
+            && body.contains(&format!("\"uploadId\": \"{FAILED}\"")),
+        "the raw body is shown pretty printed: {body}"
+    );
+    let headers =
+        page.text("[data-testid=timeline-delivery] [data-testid=delivery-headers]").await.unwrap_or_default();
+    assert!(
+        headers.to_ascii_lowercase().contains("x-actigraph-event"),
+        "the raw headers are shown: {headers}"
+    );
+    let auth =
+        page.text("[data-testid=timeline-delivery] [data-testid=delivery-auth]").await.unwrap_or_default();
+    assert!(auth.contains("open"), "the delivery's authentication outcome is shown: {auth:?}");
+    page.js("window.scrollTo(0, 0)", vec![]).await;
+    page.screenshot("05-upload-detail").await;
+
+    // An upload that started, then completed: two deliveries, and its epoch range.
+    page.js("location.hash = arguments[0]", vec![json!(format!("#/uploads/{STUDY}/{FIXTURE_TWO_STEPS}"))])
+        .await;
+    let timeline = page
+        .wait(
+            "the two-step upload's timeline shows both deliveries",
+            "const items = [...document.querySelectorAll('[data-testid=timeline-delivery]')].map((d) => d.dataset.status); \
+             return items.length === 2 ? items : null",
+            vec![],
+        )
+        .await;
+    let mut statuses: Vec<_> = timeline.as_array().cloned().unwrap_or_default();
+    statuses.sort_by_key(|s| s.to_string());
+    assert_eq!(statuses, vec![json!("completed"), json!("started")], "the timeline holds both deliveries");
+    let epochs = page.text("[data-testid=upload-epochs]").await.unwrap_or_default();
+    assert!(epochs.contains("2016"), "the epoch range is shown: {epochs:?}");
+    assert_eq!(page.js(NOT_RELOADED, vec![]).await, json!(true), "opening details does not reload the page");
+}
+
+/// An error message made of markup shows as characters on the uploads page and the
+/// detail page; nothing in it becomes an element or runs.
+async fn a_hostile_error_message_is_shown_as_text_and_never_runs(cpwatch: &Cpwatch, page: &Page) {
+    page.click("[data-testid=back-to-uploads]").await;
+    page.wait(
+        "back on the filtered uploads",
+        "return location.hash.startsWith('#/uploads?') && document.querySelectorAll('[data-testid=upload-row]').length === 2",
+        vec![],
+    )
+    .await;
+    // Records every img or script element ever added to the page from now on.
+    page.js(
+        "window.__injected = []; \
+         new MutationObserver((changes) => { \
+           for (const change of changes) for (const node of change.addedNodes) { \
+             if (node.nodeType !== 1) continue; \
+             for (const el of [node, ...node.querySelectorAll('img, script')]) { \
+               if (el.tagName === 'SCRIPT' || (el.tagName === 'IMG' && el.getAttribute('src') === 'x')) \
+                 window.__injected.push(el.outerHTML.slice(0, 200)); \
+             } \
+           } \
+         }).observe(document.documentElement, { childList: true, subtree: true });",
+        vec![],
+    )
+    .await;
+    let uploads_title = page.js("return document.title", vec![]).await;
+    send(
+        cpwatch,
+        &[
+            "--study",
+            STUDY,
+            "--subject",
+            SUBJECT,
+            "--upload",
+            HOSTILE_UPLOAD,
+            "--status",
+            "error",
+            "--message",
+            HOSTILE,
+        ],
+    );
+    let row = format!("[data-testid=upload-row][data-upload=\"{HOSTILE_UPLOAD}\"]");
+    page.wait_for(&row, "the hostile upload appears live in the filtered view").await;
+    let shown = page.text(&format!("{row} .message")).await;
+    assert_eq!(shown.as_deref(), Some(HOSTILE), "the uploads page shows the hostile message as characters");
+    assert_no_injection(page, &uploads_title, "the uploads page").await;
+
+    page.click(&format!("{row} [data-testid=upload-link]")).await;
+    page.wait_for(
+        "[data-testid=view-upload-detail] [data-testid=upload-error]",
+        "the hostile upload's detail opens",
+    )
+    .await;
+    let why = page.text("[data-testid=upload-error] .failure-message").await;
+    assert_eq!(why.as_deref(), Some(HOSTILE), "the detail page shows the hostile message as characters");
+    page.click("[data-testid=timeline-delivery] details > summary").await;
+    let body =
+        page.text("[data-testid=timeline-delivery] [data-testid=delivery-body]").await.unwrap_or_default();
+    assert!(body.contains("<script>document.title="), "the raw body shows the markup as characters: {body}");
+    let detail_title = json!(format!("Upload {HOSTILE_UPLOAD} · cpwatch"));
+    assert_no_injection(page, &detail_title, "the detail page").await;
+    page.js("window.scrollTo(0, 0)", vec![]).await;
+    page.screenshot("05b-upload-detail-hostile-message").await;
+}
+
+async fn assert_no_injection(page: &Page, title: &Value, where_: &str) {
+    // Give an injected handler every chance to run before looking.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let found = page
+        .js(
+            "return { title: document.title, \
+                      imgs: document.querySelectorAll('img[src=\"x\"]').length, \
+                      scripts: document.querySelectorAll('#view script, body script').length, \
+                      injected: window.__injected }",
+            vec![],
+        )
+        .await;
+    assert_eq!(&found["title"], title, "a hostile payload does not change document.title on {where_}");
+    assert_eq!(found["imgs"], json!(0), "no injected img element exists on {where_}");
+    assert_eq!(found["scripts"], json!(0), "no injected script element exists on {where_}");
+    assert_eq!(found["injected"], json!([]), "no img or script element was ever added on {where_}");
+}
+
+/// The overview, subjects and deliveries pages with the whole study in them.
+async fn the_overview_subjects_and_deliveries_pages_show_the_study(page: &Page) {
+    page.click("[data-testid=nav-overview]").await;
+    page.wait(
+        "the overview counts study 189's three failed uploads",
+        "return document.querySelector(arguments[0])?.textContent === '3'",
+        vec![json!(format!(
+            "[data-testid=study-card][data-study=\"189\"] {LAST_7_DAYS} .stat-error .stat-n"
+        ))],
+    )
+    .await;
+    page.screenshot("02-overview").await;
+
+    page.click("[data-testid=nav-subjects]").await;
+    page.choose("#subjects-study", STUDY).await;
+    page.wait(
+        "the subjects of study 189 are listed",
+        "const subjects = [...document.querySelectorAll('[data-testid=subject-row]')].map((r) => r.dataset.subject); \
+         return subjects.includes('44732') && subjects.includes('44733')",
+        vec![],
+    )
+    .await;
+    page.screenshot("06-subjects").await;
+
+    page.click("[data-testid=nav-deliveries]").await;
+    page.wait(
+        "every delivery is listed: the test one, 25 sent and the hostile one",
+        "return document.querySelectorAll('[data-testid=delivery-row]').length === 27",
+        vec![],
+    )
+    .await;
+    let tabs = page
+        .js("const t = document.querySelector('.tabs'); return [t.scrollHeight, t.clientHeight]", vec![])
+        .await;
+    assert!(
+        tabs[0].as_i64() <= tabs[1].as_i64(),
+        "the deliveries tabs fit their row, without a scrollbar: {tabs}"
+    );
+    page.click("[data-testid=delivery-row] [data-testid=delivery-raw-toggle]").await;
+    page.wait_for(
+        "[data-testid=delivery-raw] [data-testid=delivery-body]",
+        "a delivery's raw content opens on demand",
+    )
+    .await;
+    page.js("window.scrollTo(0, 0)", vec![]).await;
+    page.screenshot("07-deliveries").await;
+    assert_eq!(page.js(NOT_RELOADED, vec![]).await, json!(true), "moving between pages never reloads");
+}
+
+/// Settings: a webhook with a passcode is saved and shows "Secret set", but the passcode
+/// itself never appears in the page afterwards, not even after a reload.
+async fn a_webhook_passcode_is_saved_but_never_shown_again(page: &Page) {
+    // The way in a researcher is offered: the overview's warning that authentication is off.
+    page.click("[data-testid=nav-overview]").await;
+    page.click("[data-testid=auth-off-warning] a").await;
+    page.wait_for("[data-testid=webhooks-empty]", "settings say no webhook is configured yet").await;
+    let heading = page
+        .wait(
+            "the settings scroll to the webhooks section",
+            "const top = document.getElementById('webhooks-title').getBoundingClientRect().top; \
+             const bar = document.querySelector('.topbar').getBoundingClientRect().bottom; \
+             return window.scrollY > 0 ? { top, bar } : null",
+            vec![],
+        )
+        .await;
+    assert!(
+        heading["top"].as_f64() >= heading["bar"].as_f64(),
+        "a link to a settings section shows its heading below the sticky top bar, not under it: {heading}"
+    );
+    page.type_into("#webhook-id", "15").await;
+    page.type_into("#webhook-label", "Sleep study").await;
+    let mode = page.js("return document.getElementById('webhook-mode').value", vec![]).await;
+    assert_eq!(mode, json!("passcode"), "a new webhook defaults to a signing passcode");
+    page.type_into("#webhook-secret", PASSCODE).await;
+    page.click("[data-testid=webhook-save]").await;
+    let row = "[data-testid=webhook-row][data-webhook=\"15\"]";
+    page.wait(
+        "the webhook is saved with its secret set",
+        "const row = document.querySelector(arguments[0]); \
+         return !!row && row.textContent.includes('Secret set') && row.textContent.includes('Sleep study')",
+        vec![json!(row)],
+    )
+    .await;
+    let result = page.text("[data-testid=webhook-result]").await.unwrap_or_default();
+    assert!(result.contains("secret set"), "the form says the webhook was saved: {result:?}");
+    assert_passcode_absent(page, "after saving").await;
+
+    page.client.refresh().await.expect("reload the settings");
+    page.wait_for(row, "the webhook is still there after a reload").await;
+    page.click(&format!("{row} [data-testid=webhook-edit]")).await;
+    let secret = page
+        .js(
+            "const s = document.getElementById('webhook-secret'); return { value: s.value, placeholder: s.placeholder }",
+            vec![],
+        )
+        .await;
+    assert_eq!(secret["value"], json!(""), "editing a webhook never fills in its secret");
+    assert_eq!(
+        secret["placeholder"],
+        json!("Leave empty to keep the current one"),
+        "editing says a secret is set without showing it"
+    );
+    assert_passcode_absent(page, "after a reload, while editing").await;
+    page.js("document.getElementById('settings-webhooks').scrollIntoView({ block: 'start' })", vec![]).await;
+    page.screenshot("08-settings").await;
+}
+
+async fn assert_passcode_absent(page: &Page, when: &str) {
+    let found = page
+        .js(
+            "const p = arguments[0]; \
+             return { html: document.documentElement.outerHTML.includes(p), \
+                      text: document.body.innerText.includes(p), \
+                      fields: [...document.querySelectorAll('input, textarea')].some((i) => i.value.includes(p)) }",
+            vec![json!(PASSCODE)],
+        )
+        .await;
+    assert_eq!(
+        found,
+        json!({ "html": false, "text": false, "fields": false }),
+        "a webhook's passcode never appears in the page's DOM {when}"
+    );
+}
