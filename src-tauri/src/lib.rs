@@ -1,0 +1,371 @@
+//! `cpwatch-desktop`: the cpwatch receiver and dashboard in-process, the dashboard in a
+//! window, the state in a tray icon, failures as desktop notifications. A thin shell:
+//! what to notify and what the tray says come from the core (`cpwatch::notify`,
+//! `cpwatch::tray`); this crate only turns them into windows, icons and D-Bus calls.
+
+mod autostart;
+mod icons;
+mod instance;
+mod notifications;
+mod tray;
+mod watcher;
+mod window;
+
+use std::future::Future;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use cpwatch::config::Config;
+use cpwatch::dashboard::ShellStatus;
+use cpwatch::server::{self, Receiver, ServerError};
+use cpwatch::store::{LiveEvent, ReadPool};
+use tauri::{AppHandle, Manager as _, RunEvent, Runtime, WindowEvent};
+use tokio::sync::{broadcast, mpsc as async_mpsc, oneshot};
+
+pub use autostart::Autostart;
+pub use instance::{Claim, Primary, Request};
+pub use notifications::Message;
+pub use tray::{ids as menu_ids, next_morning, on_menu, Tray, View};
+pub use watcher::Control;
+pub use window::LABEL as WINDOW_LABEL;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cpwatch-desktop",
+    version,
+    about = "The cpwatch desktop app: receives CentrePoint webhooks like `cpwatch serve`, with a tray icon, \
+             desktop notifications and the dashboard in a window",
+    after_help = "Configuration: ~/.config/cpwatch/config.toml, then CPWATCH_* variables, then flags, as for `cpwatch serve`."
+)]
+struct Args {
+    /// Start in the tray, without opening the window (as at login).
+    #[arg(long)]
+    hidden: bool,
+    /// Configuration file (default: the platform config directory's cpwatch/config.toml).
+    #[arg(long, env = "CPWATCH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory holding the database (default: the platform data directory's cpwatch/).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace); CPWATCH_LOG takes a full filter.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// What the app's parts share (managed Tauri state).
+pub struct Shell {
+    pub dashboard_url: String,
+    /// The local webhook URL.
+    pub webhook_url: String,
+    /// The public URL from the configuration (the dashboard's Settings may override it).
+    pub configured_public_url: Option<String>,
+    pub pool: ReadPool,
+    pub autostart: Option<Autostart>,
+    status: ShellStatus,
+    control: async_mpsc::UnboundedSender<Control>,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Shell {
+    /// Tells the app's loop something (a pause, a look at the dashboard, ...).
+    pub fn tell(&self, control: Control) {
+        if self.control.send(control).is_err() {
+            tracing::warn!("the notification loop has stopped");
+        }
+    }
+
+    pub fn control(&self) -> async_mpsc::UnboundedSender<Control> {
+        self.control.clone()
+    }
+
+    /// What the dashboard shows about the desktop app.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        self.status.read().ok().and_then(|s| s.clone())
+    }
+
+    /// Stops the receiver (finishing in-flight deliveries), then the app.
+    pub fn quit<R: Runtime>(&self, app: &AppHandle<R>) {
+        tracing::info!("quitting: finishing in-flight deliveries");
+        let stop = self.stop.lock().ok().and_then(|mut s| s.take());
+        // Without a running receiver there is nothing to wait for.
+        if stop.is_none_or(|stop| stop.send(()).is_err()) {
+            app.exit(0);
+        }
+    }
+}
+
+/// The receiver running, before any window or tray exists.
+pub struct Started {
+    shell: Shell,
+    live: broadcast::Receiver<LiveEvent>,
+    control: async_mpsc::UnboundedReceiver<Control>,
+    receiver: tauri::async_runtime::JoinHandle<Result<(), ServerError>>,
+    data_dir: PathBuf,
+    /// Failures from here on are new to the person, until they look at the dashboard.
+    since: chrono::DateTime<chrono::Utc>,
+}
+
+impl Started {
+    /// Starts the receiver and the dashboard exactly as `cpwatch serve` does (same
+    /// configuration, same data directory lock), serving until `shutdown` resolves or
+    /// the app quits. Call inside the Tauri async runtime.
+    pub async fn start(
+        config: Config,
+        autostart: Option<Autostart>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Started, ServerError> {
+        let since = chrono::Utc::now();
+        let configured_public_url = config.public_url.clone();
+        let receiver = Receiver::start(config).await?;
+        let (control_tx, control) = async_mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let shell = Shell {
+            dashboard_url: receiver.dashboard_url(),
+            webhook_url: receiver.webhook_url(),
+            configured_public_url,
+            pool: receiver.pool(),
+            autostart,
+            status: receiver.shell_status(),
+            control: control_tx,
+            stop: Mutex::new(Some(stop_tx)),
+        };
+        let live = receiver.subscribe();
+        let data_dir = receiver.data_dir().to_path_buf();
+        let until = async move {
+            tokio::select! {
+                () = shutdown => {}
+                _ = stop_rx => {}
+            }
+        };
+        let receiver = tauri::async_runtime::spawn(receiver.run(until));
+        Ok(Started { shell, live, control, receiver, data_dir, since })
+    }
+
+    pub fn shell(&self) -> &Shell {
+        &self.shell
+    }
+}
+
+/// Where notifications go.
+pub enum Notices {
+    /// To the desktop's notification server, with this icon.
+    Desktop { icon: Option<PathBuf> },
+    /// To a channel (tests).
+    To(mpsc::Sender<Message>),
+}
+
+pub struct Options {
+    /// Start without the window.
+    pub hidden: bool,
+    /// Put an icon in the tray (tests on the mock runtime have no tray host).
+    pub tray: bool,
+    pub notices: Notices,
+    /// The single-instance socket, to bring the window forward when started again.
+    pub instance: Option<Primary>,
+}
+
+/// The app on any Tauri runtime: the real one, or `tauri::test::mock_builder()`.
+pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Options) -> tauri::Builder<R> {
+    let Started { shell, live, control, receiver, since, .. } = started;
+    builder
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            let (pool, status, autostart) =
+                (shell.pool.clone(), shell.status.clone(), shell.autostart.clone());
+            let control_tx = shell.control();
+            app.manage(shell);
+            app.manage(tray::Tray::<R>::default());
+            if options.tray {
+                tray::place_icon(&handle);
+            }
+            let notices = match options.notices {
+                Notices::To(tx) => tx,
+                Notices::Desktop { icon } => {
+                    let opener = handle.clone();
+                    let on_open: notifications::OnOpen =
+                        Arc::new(move |route| window::open_later(&opener, Some(route)));
+                    let told = control_tx.clone();
+                    notifications::spawn(icon, on_open, move |available| {
+                        let _ = told.send(Control::Notifications(available));
+                    })?
+                }
+            };
+            let watcher = watcher::Watcher::new(handle.clone(), pool, status, autostart, notices, since);
+            tauri::async_runtime::spawn(watcher.run(live, control));
+            tauri::async_runtime::spawn(after_receiver(handle.clone(), receiver));
+            if let Some(primary) = options.instance {
+                let shower = handle.clone();
+                instance::serve(primary, move |request| {
+                    if request == Request::Show {
+                        window::open_later(&shower, None);
+                    }
+                });
+            }
+            if !options.hidden {
+                window::open(&handle, None)?;
+            }
+            Ok(())
+        })
+        .on_menu_event(|app, event| tray::on_menu(app, event.id().as_ref()))
+        .on_window_event(|window, event| {
+            // Closing the window is looking away: what failed until now has been seen.
+            if matches!(event, WindowEvent::Destroyed) {
+                window.state::<Shell>().tell(Control::Looked);
+            }
+        })
+}
+
+/// The app keeps running in the tray when its window closes; only Quit (or a signal)
+/// ends it, and those exit with a code.
+pub fn on_run_event<R: Runtime>(_app: &AppHandle<R>, event: RunEvent) {
+    if let RunEvent::ExitRequested { code: None, api, .. } = event {
+        api.prevent_exit();
+    }
+}
+
+/// When the receiver stops: after Quit or a signal the app ends; otherwise it failed,
+/// and the tray says it is not listening.
+async fn after_receiver<R: Runtime>(
+    app: AppHandle<R>,
+    receiver: tauri::async_runtime::JoinHandle<Result<(), ServerError>>,
+) {
+    match receiver.await {
+        Ok(Ok(())) => {
+            tracing::info!("stopped");
+            app.exit(0);
+        }
+        Ok(Err(e)) => {
+            tracing::error!("{e}");
+            app.state::<Shell>().tell(Control::NotListening);
+        }
+        Err(e) => {
+            tracing::error!("the receiver task ended: {e}");
+            app.state::<Shell>().tell(Control::NotListening);
+        }
+    }
+}
+
+/// Runs `cpwatch-desktop`.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.verbose, args.quiet);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let message = format!("{e:#}");
+            eprintln!("cpwatch-desktop: {message}");
+            tell_failure(&message);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let request = if args.hidden { Request::Ping } else { Request::Show };
+    let dir =
+        instance::default_dir().context("no runtime or cache directory is known (set XDG_RUNTIME_DIR)")?;
+    let primary =
+        match instance::claim(&dir, request).context("cannot check for a running cpwatch-desktop")? {
+            Claim::First(primary) => primary,
+            Claim::Told => {
+                let shown = if args.hidden { "" } else { "; its window is brought forward" };
+                println!("cpwatch-desktop is already running{shown}");
+                return Ok(());
+            }
+        };
+    let mut config = Config::load(args.config.as_deref(), |name| std::env::var(name).ok())?;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = Some(dir);
+    }
+    config.validate()?;
+    let icon = install_icon();
+    let autostart = Autostart::for_user(icon.clone());
+    let started =
+        tauri::async_runtime::block_on(Started::start(config, autostart, server::shutdown_signal()))?;
+    // The same lines as `cpwatch serve`: scripts and tests find the ports here.
+    println!("cpwatch is receiving CentrePoint deliveries at {}", started.shell.webhook_url);
+    println!("dashboard: {}", started.shell.dashboard_url);
+    println!("data: {}", started.data_dir.display());
+    if let Some(public) = &started.shell.configured_public_url {
+        println!("public URL (enter it in the CentrePoint portal): {public}");
+    }
+    let _ = std::io::stdout().flush();
+    let options = Options {
+        hidden: args.hidden,
+        tray: true,
+        notices: Notices::Desktop { icon },
+        instance: Some(primary),
+    };
+    let app = app(tauri::Builder::default(), started, options)
+        .build(tauri::generate_context!())
+        .context("cannot start the desktop app")?;
+    app.run(on_run_event);
+    Ok(())
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = std::env::var("CPWATCH_LOG")
+        .ok()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::EnvFilter::new(format!("cpwatch={level},cpwatch_desktop={level},warn"))
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// The app icon, where notification servers and the autostart entry can read it: the
+/// user's icon directory (`$XDG_DATA_HOME/icons/hicolor/128x128/apps/cpwatch.png`).
+fn install_icon() -> Option<PathBuf> {
+    const ICON: &[u8] = include_bytes!("../icons/icon.png");
+    let path = dirs::data_dir()?.join("icons/hicolor/128x128/apps/cpwatch.png");
+    if std::fs::read(&path).ok().as_deref() == Some(ICON) {
+        return Some(path);
+    }
+    let written =
+        path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&path, ICON));
+    match written {
+        Ok(()) => Some(path),
+        Err(e) => {
+            tracing::warn!("cannot install the icon at {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// A start that fails (e.g. at login, with no terminal to read) says why in a
+/// notification too, if a server answers within a few seconds.
+fn tell_failure(message: &str) {
+    let message = Message {
+        title: "cpwatch could not start".into(),
+        body: message.to_string(),
+        critical: true,
+        route: String::new(),
+    };
+    let (done_tx, done) = mpsc::channel();
+    let spawned = std::thread::Builder::new().name("failure-notice".into()).spawn(move || {
+        let _ = notifications::notification(&message, None, false).show();
+        let _ = done_tx.send(());
+    });
+    if spawned.is_ok() {
+        let _ = done.recv_timeout(Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,329 @@
+//! The shell's logic on Tauri's mock runtime: a real receiver on a temp data directory,
+//! real deliveries over HTTP, the app built with `tauri::test::mock_builder()`; the
+//! notifications it would show are read from a channel and the tray from its menu.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use cpwatch::config::Config;
+use cpwatch::send::{self, Body, Fields, SendAuth, SendOptions, Template};
+use cpwatch::store::settings::{self, NotificationPrefs, Preferences};
+use cpwatch_desktop::{menu_ids, Autostart, Control, Message, Notices, Options, Shell, Started, Tray, View};
+use tauri::menu::MenuItemKind;
+use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime};
+use tauri::{App, Manager as _};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Running {
+    app: App<MockRuntime>,
+    notices: mpsc::Receiver<Message>,
+    webhook_url: String,
+    dashboard_url: String,
+    autostart_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the receiver on a temp data directory (with `group_window_seconds` for the
+/// policy) and the app on the mock runtime.
+fn start(group_window_seconds: u32) -> Running {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let conn = cpwatch::store::open_in(&data).expect("store");
+    let prefs = Preferences {
+        notifications: NotificationPrefs { group_window_seconds, ..Default::default() },
+        ..Default::default()
+    };
+    settings::set_preferences(&conn, &prefs).expect("preferences");
+    drop(conn);
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        dashboard_listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: Some(data),
+        ..Default::default()
+    };
+    let autostart_file = dir.path().join("autostart").join("cpwatch.desktop");
+    let autostart = Autostart {
+        file: autostart_file.clone(),
+        program: PathBuf::from("/usr/bin/cpwatch-desktop"),
+        icon: None,
+    };
+    let started =
+        tauri::async_runtime::block_on(Started::start(config, Some(autostart), std::future::pending()))
+            .expect("the receiver starts");
+    let (webhook_url, dashboard_url) =
+        (started.shell().webhook_url.clone(), started.shell().dashboard_url.clone());
+    let (tx, notices) = mpsc::channel();
+    let options = Options { hidden: true, tray: false, notices: Notices::To(tx), instance: None };
+    let mut app = cpwatch_desktop::app(mock_builder(), started, options)
+        .build(mock_context(noop_assets()))
+        .expect("the app builds on the mock runtime");
+    // The mock runtime's one iteration runs the app's setup and nothing else: the test
+    // then drives the app through its handle.
+    #[allow(deprecated)]
+    app.run_iteration(|_, _| {});
+    Running { app, notices, webhook_url, dashboard_url, autostart_file, _dir: dir }
+}
+
+impl Running {
+    fn click(&self, id: &str) {
+        cpwatch_desktop::on_menu(self.app.handle(), id);
+    }
+
+    fn view(&self) -> Option<View> {
+        self.app.state::<Tray<MockRuntime>>().view()
+    }
+
+    /// Waits until the tray shows what `check` wants.
+    fn tray_shows(&self, what: &str, check: impl Fn(&View) -> bool) -> View {
+        eventually(what, || self.view().filter(|v| check(v)))
+    }
+
+    /// (id, text, enabled, checked) of every menu item, in order.
+    fn menu(&self) -> Vec<(String, String, bool, Option<bool>)> {
+        let menu = self.app.state::<Tray<MockRuntime>>().menu().expect("a menu is drawn");
+        menu.items()
+            .expect("menu items")
+            .into_iter()
+            .filter_map(|item| match item {
+                MenuItemKind::MenuItem(i) => Some((
+                    i.id().0.clone(),
+                    i.text().unwrap_or_default(),
+                    i.is_enabled().unwrap_or(false),
+                    None,
+                )),
+                MenuItemKind::Check(i) => Some((
+                    i.id().0.clone(),
+                    i.text().unwrap_or_default(),
+                    i.is_enabled().unwrap_or(false),
+                    i.is_checked().ok(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn deliver(&self, status: &str, upload: Option<&str>, count: usize) {
+        deliver(&self.webhook_url, status, upload, count);
+    }
+
+    fn next_notice(&self) -> Message {
+        self.notices.recv_timeout(DEADLINE).expect("a notification within the deadline")
+    }
+}
+
+fn deliver(url: &str, status: &str, upload: Option<&str>, count: usize) {
+    let template = Template {
+        event: "upload".into(),
+        webhook_id: Some("15".into()),
+        extra_headers: Vec::new(),
+        body: Body::Generated(Fields {
+            status: Some(status.into()),
+            study: Some("189".into()),
+            subject: Some("44732".into()),
+            upload: upload.map(str::to_string),
+            message: (status == "error").then(|| "Device clock invalid".into()),
+        }),
+        delivery_id: None,
+        validation_code: None,
+    };
+    let options = SendOptions {
+        url: url.into(),
+        auth: SendAuth::None,
+        count,
+        concurrency: count,
+        retries: 2,
+        timeout: Duration::from_secs(10),
+    };
+    let outcomes = tauri::async_runtime::block_on(send::send(template, options)).expect("send");
+    assert!(outcomes.iter().all(send::Outcome::ok), "every delivery is acknowledged: {outcomes:?}");
+}
+
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < until, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn file_exists(path: &Path) -> bool {
+    path.exists()
+}
+
+#[test]
+fn the_tray_menu_has_every_action_and_the_last_five_uploads() {
+    let app = start(30);
+    app.tray_shows("the tray is drawn", |_| true);
+    app.deliver("completed", None, 6);
+    app.tray_shows("the uploads are in the tray", |v| v.model.recent.len() == 5);
+    let menu = app.menu();
+    let ids: Vec<&str> = menu.iter().map(|(id, ..)| id.as_str()).collect();
+    for wanted in [
+        menu_ids::OPEN,
+        menu_ids::PAUSE_HOUR,
+        menu_ids::PAUSE_TOMORROW,
+        menu_ids::RESUME,
+        menu_ids::COPY_URL,
+        menu_ids::TEST_DELIVERY,
+        menu_ids::START_AT_LOGIN,
+        menu_ids::QUIT,
+    ] {
+        assert!(ids.contains(&wanted), "the menu has {wanted}: {menu:?}");
+    }
+    let uploads: Vec<_> = menu.iter().filter(|(id, ..)| id.starts_with(menu_ids::UPLOAD_PREFIX)).collect();
+    assert_eq!(uploads.len(), 5, "the last five uploads: {menu:?}");
+    for (id, text, enabled, _) in uploads {
+        assert!(id.starts_with("upload:#/uploads/189/"), "each opens its detail: {id}");
+        assert!(text.starts_with("Completed: Study 189, subject 44732, upload "), "{text}");
+        assert!(enabled);
+    }
+    let label = |id: &str| menu.iter().find(|(i, ..)| i == id).cloned().expect("item");
+    assert_eq!(label(menu_ids::PAUSE_HOUR).1, "Pause notifications for 1 hour");
+    assert_eq!(label(menu_ids::PAUSE_TOMORROW).1, "Pause notifications until tomorrow 08:00");
+    assert!(!label(menu_ids::RESUME).2, "Resume is off while not paused");
+    assert_eq!(
+        label(menu_ids::START_AT_LOGIN).3,
+        Some(false),
+        "Start at login is a check item, off at first"
+    );
+    let first = &menu[0].1;
+    assert_eq!(first, "cpwatch: all good", "the menu opens with the tooltip's state line");
+}
+
+#[test]
+fn a_burst_is_one_notification_and_a_failure_is_shown_at_once_not_hidden_in_it() {
+    let app = start(2);
+    app.tray_shows("the tray is drawn", |_| true);
+    app.deliver("completed", None, 5);
+    app.deliver("error", Some("85045"), 1);
+    let failure = app.next_notice();
+    assert_eq!(failure.title, "Upload failed: Study 189");
+    assert_eq!(failure.body, "Subject 44732, upload 85045: Device clock invalid");
+    assert!(failure.critical, "a failure is critical");
+    assert_eq!(failure.route, "#/uploads/189/85045", "clicking it opens the upload");
+    let group = app.next_notice();
+    assert_eq!(group.title, "5 uploads completed in Study 189");
+    assert!(!group.critical);
+    assert!(
+        app.notices.recv_timeout(Duration::from_secs(3)).is_err(),
+        "nothing more: the burst is one notification"
+    );
+    let view =
+        app.tray_shows("the failure shows in the tray", |v| v.model.look == cpwatch::tray::Look::NewFailures);
+    assert!(view.model.tooltip.contains("1 new failed upload"), "{}", view.model.tooltip);
+}
+
+#[test]
+fn pausing_from_the_menu_silences_notifications_until_resumed() {
+    let app = start(1);
+    app.tray_shows("the tray is drawn", |_| true);
+    app.click(menu_ids::PAUSE_HOUR);
+    let view = app.tray_shows("the tray shows the pause", |v| v.paused);
+    assert_eq!(view.model.look, cpwatch::tray::Look::Paused);
+    assert!(view.model.tooltip.contains("Notifications paused until"), "{}", view.model.tooltip);
+    let status = eventually("the dashboard hears of the pause", || {
+        app.app.state::<Shell>().status().filter(|s| !s["paused_until"].is_null())
+    });
+    assert!(status["paused_until"].is_string(), "{status}");
+    app.deliver("error", Some("1"), 1);
+    app.deliver("completed", Some("2"), 1);
+    assert!(
+        app.notices.recv_timeout(Duration::from_secs(4)).is_err(),
+        "no notification while paused, not even a failure"
+    );
+    let resume = app.menu().into_iter().find(|(id, ..)| id == menu_ids::RESUME).expect("Resume");
+    assert!(resume.2, "Resume is on while paused");
+    app.click(menu_ids::RESUME);
+    app.tray_shows("the pause is over", |v| !v.paused);
+    app.deliver("error", Some("3"), 1);
+    assert_eq!(app.next_notice().title, "Upload failed: Study 189", "notifications are back");
+}
+
+#[test]
+fn pause_until_tomorrow_lasts_until_the_next_morning() {
+    let app = start(30);
+    app.tray_shows("the tray is drawn", |_| true);
+    app.click(menu_ids::PAUSE_TOMORROW);
+    app.tray_shows("the tray shows the pause", |v| v.paused);
+    let status = eventually("the dashboard hears of the pause", || {
+        app.app.state::<Shell>().status().filter(|s| s["paused_until"].is_string())
+    });
+    let until = chrono::DateTime::parse_from_rfc3339(status["paused_until"].as_str().unwrap_or_default())
+        .expect("an RFC 3339 time");
+    assert_eq!(until.with_timezone(&chrono::Local).format("%H:%M").to_string(), "08:00");
+}
+
+#[test]
+fn an_upload_in_the_menu_opens_the_window_at_its_detail() {
+    let app = start(30);
+    assert!(app.app.get_webview_window(cpwatch_desktop::WINDOW_LABEL).is_none(), "started hidden");
+    app.click(menu_ids::OPEN);
+    let window = eventually("the window opens", || app.app.get_webview_window(cpwatch_desktop::WINDOW_LABEL));
+    assert_eq!(
+        window.url().expect("url").as_str(),
+        app.dashboard_url,
+        "the window shows the in-process dashboard"
+    );
+    app.click("upload:#/uploads/189/85045");
+    eventually("the window shows the upload", || {
+        let url = window.url().ok()?;
+        (url.as_str() == format!("{}#/uploads/189/85045", app.dashboard_url)).then_some(())
+    });
+    app.click(menu_ids::OPEN);
+    let windows = app.app.webview_windows();
+    assert_eq!(windows.len(), 1, "opening again brings the same window forward: {:?}", windows.keys());
+}
+
+#[test]
+fn start_at_login_toggles_the_autostart_entry_and_its_check_mark() {
+    let app = start(30);
+    app.tray_shows("the tray is drawn", |v| !v.start_at_login);
+    app.click(menu_ids::START_AT_LOGIN);
+    app.tray_shows("the check mark is on", |v| v.start_at_login);
+    assert!(file_exists(&app.autostart_file));
+    let entry = std::fs::read_to_string(&app.autostart_file).expect("entry");
+    assert!(entry.contains("Exec=/usr/bin/cpwatch-desktop --hidden"), "{entry}");
+    let check = app.menu().into_iter().find(|(id, ..)| id == menu_ids::START_AT_LOGIN).expect("item");
+    assert_eq!(check.3, Some(true));
+    app.click(menu_ids::START_AT_LOGIN);
+    app.tray_shows("the check mark is off", |v| !v.start_at_login);
+    assert!(!file_exists(&app.autostart_file));
+}
+
+#[test]
+fn a_test_delivery_from_the_menu_goes_through_the_receiver_and_is_told() {
+    let app = start(1);
+    app.tray_shows("the tray is drawn", |_| true);
+    app.click(menu_ids::TEST_DELIVERY);
+    let told = app.next_notice();
+    assert_eq!(told.title, "Test delivery received", "{told:?}");
+    assert!(!told.critical);
+    let upload = app.next_notice();
+    assert_eq!(upload.title, "Upload completed: Study test", "the delivery notifies like any other");
+    app.tray_shows("the test upload is in the tray", |v| {
+        v.model.recent.iter().any(|u| u.label.contains("Study test"))
+    });
+}
+
+#[test]
+fn without_a_notification_server_the_tray_and_the_dashboard_say_so() {
+    let app = start(30);
+    let status = eventually("the status is published", || app.app.state::<Shell>().status());
+    assert_eq!(status["notifications"], "checking");
+    app.app.state::<Shell>().tell(Control::Notifications(false));
+    let view = app.tray_shows("the tray says so", |v| v.model.tooltip.contains("Notifications unavailable"));
+    assert_eq!(view.model.look, cpwatch::tray::Look::AllGood, "receiving goes on: the look is not an alarm");
+    let status = eventually("the dashboard says so", || {
+        app.app.state::<Shell>().status().filter(|s| s["notifications"] == "unavailable")
+    });
+    assert_eq!(status["start_at_login"], "off");
+    app.deliver("error", Some("7"), 1);
+    app.tray_shows("deliveries still arrive", |v| {
+        v.model.recent.iter().any(|u| u.label.contains("upload 7"))
+    });
+}
