@@ -4,7 +4,6 @@
 //! Each wake feeds the core's [`Notifier`], sends its notices to the notification
 //! thread, and redraws the tray from the core's tray model.
 
-use std::collections::HashMap;
 use std::sync::mpsc;
 
 use chrono::{DateTime, Duration, Local, Offset as _, Utc};
@@ -76,7 +75,6 @@ pub struct Watcher<R: Runtime> {
     notifications: Option<bool>,
     started: Vec<UploadRow>,
     stall_after: Duration,
-    labels: HashMap<String, String>,
 }
 
 impl<R: Runtime> Watcher<R> {
@@ -101,7 +99,6 @@ impl<R: Runtime> Watcher<R> {
             notifications: None,
             started: Vec::new(),
             stall_after: Duration::minutes(prefs.stalled_after_minutes.into()),
-            labels: HashMap::new(),
         }
     }
 
@@ -208,8 +205,7 @@ impl<R: Runtime> Watcher<R> {
         match self.pool.run(move |conn| read(conn, seen, now)).await {
             Ok(snapshot) => {
                 self.notifier.set_prefs(snapshot.prefs.notifications.clone(), local_offset());
-                self.labels = snapshot.inputs.labels.clone();
-                self.notifier.set_labels(self.labels.clone());
+                self.notifier.set_labels(snapshot.inputs.labels.clone());
                 self.stall_after = Duration::minutes(snapshot.prefs.stalled_after_minutes.into());
                 self.started = snapshot.started;
                 let mut notices: Vec<Notice> = Vec::new();

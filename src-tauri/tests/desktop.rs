@@ -210,6 +210,10 @@ impl Desktop {
             .env("XDG_RUNTIME_DIR", dir.join("runtime"))
             .env("GDK_BACKEND", "x11")
             .env("NO_AT_BRIDGE", "1")
+            // Xvfb has no GPU: WebKit's DMA-BUF renderer and GL compositing can leave a
+            // new web view blank there (seen under load); software painting is reliable.
+            .env("WEBKIT_DISABLE_DMABUF_RENDERER", "1")
+            .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
             .env_remove("WAYLAND_DISPLAY");
         match &self.bus {
             Some(bus) => command.env("DBUS_SESSION_BUS_ADDRESS", bus),
