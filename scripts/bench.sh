@@ -185,6 +185,11 @@ stop_server
 "$bin/cpwatch" --data-dir "$data" status --json >"$results/cpwatch-status.json"
 du -sh "$data" | sed 's/^/bench: data directory size: /'
 
+# --- The dashboard with a million deliveries (issue 5, item 3) ---------------------------
+echo "bench: the dashboard benchmark (seeding about a million deliveries first)"
+CARGO_TARGET_DIR="$(dirname "$bin")" BENCH_SKIP_BUILD=1 bash "$root/scripts/bench-dashboard.sh" "$results/dashboard.md" ||
+  echo "bench: the dashboard benchmark failed; its section stays empty"
+
 # --- The machine, for the reader ---------------------------------------------------------
 {
   echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(nproc) cores online"

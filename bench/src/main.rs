@@ -9,6 +9,7 @@ mod noop;
 mod procfs;
 mod report;
 mod results;
+mod seed;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +41,15 @@ enum Command {
         dir: PathBuf,
         #[arg(long, default_value_t = 200)]
         count: usize,
+    },
+    /// Fills an empty data directory with a large history, for the dashboard benchmark.
+    Seed {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        deliveries: u64,
+        #[arg(long, default_value_t = 20)]
+        studies: u64,
     },
     /// Writes BENCHMARKS.md from a results directory written by scripts/bench.sh.
     Report {
@@ -150,6 +160,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Noop { listen } => noop::run(listen),
         Command::Load(args) => load(&args),
+        Command::Seed { data_dir, deliveries, studies } => seed::run(&data_dir, deliveries, studies.max(1)),
         Command::Fsync { dir, count } => fsync::probe(&dir, count.max(1)).and_then(|probe| {
             eprintln!(
                 "fsync probe in {}: p50 {:.2} ms, p99 {:.2} ms, mean {:.2} ms ({:.0} syncs/s)",
