@@ -335,7 +335,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 /// Parses arguments, runs the command, and turns errors into a message and exit code 1.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(cli.verbose, cli.quiet, &["cpwatch"]);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -345,8 +345,10 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
-    let default = match (quiet, verbose) {
+/// Logs to stderr at the level `-v`/`-q` ask for, for cpwatch's own crates (`targets`);
+/// `CPWATCH_LOG` takes a full filter instead. Shared by `cpwatch` and `cpwatch-desktop`.
+pub fn init_logging(verbose: u8, quiet: bool, targets: &[&str]) {
+    let level = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
         (false, 1) => "debug",
@@ -355,7 +357,10 @@ fn init_logging(verbose: u8, quiet: bool) {
     let filter = std::env::var("CPWATCH_LOG")
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(format!("cpwatch={default},warn")));
+        .unwrap_or_else(|| {
+            let own: Vec<String> = targets.iter().map(|t| format!("{t}={level}")).collect();
+            tracing_subscriber::EnvFilter::new(format!("{},warn", own.join(",")))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -12,7 +12,7 @@ mod watcher;
 mod window;
 
 use std::future::Future;
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc, Mutex};
@@ -257,7 +257,7 @@ async fn after_receiver<R: Runtime>(
 /// Runs `cpwatch-desktop`.
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.verbose, args.quiet);
+    cpwatch::cli::init_logging(args.verbose, args.quiet, &["cpwatch", "cpwatch_desktop"]);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -310,26 +310,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot start the desktop app")?;
     app.run(on_run_event);
     Ok(())
-}
-
-fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
-    };
-    let filter = std::env::var("CPWATCH_LOG")
-        .ok()
-        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| {
-            tracing_subscriber::EnvFilter::new(format!("cpwatch={level},cpwatch_desktop={level},warn"))
-        });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
 
 /// The app icon, where notification servers and the autostart entry can read it: the

@@ -151,6 +151,17 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page from up to `limit + 1` rows: the extra row, if fetched, only says there is
+    /// a next page, which starts after the page's last row.
+    fn from_rows(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Self {
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = if more { items.last().map(cursor) } else { None };
+        Page { items, next_cursor }
+    }
+}
+
 /// Where the previous page of uploads ended.
 fn upload_cursor(row: &UploadRow) -> String {
     json!([to_ms(row.updated_at), row.study_id, row.upload_id]).to_string()
@@ -203,13 +214,8 @@ pub fn uploads_page(conn: &Connection, q: &UploadQuery) -> rusqlite::Result<Page
         where_clause(&terms)
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut items: Vec<UploadRow> =
-        stmt.query_map(params_from_iter(values), upload_row_from)?.collect::<Result<_, _>>()?;
-    let next_cursor = (items.len() > limit as usize).then(|| {
-        items.truncate(limit as usize);
-        items.last().map(upload_cursor)
-    });
-    Ok(Page { items, next_cursor: next_cursor.flatten() })
+    let items = stmt.query_map(params_from_iter(values), upload_row_from)?.collect::<Result<_, _>>()?;
+    Ok(Page::from_rows(items, limit, upload_cursor))
 }
 
 fn like_escape(text: &str) -> String {
@@ -243,13 +249,8 @@ pub fn deliveries_page(conn: &Connection, q: &DeliveryQuery) -> rusqlite::Result
         where_clause(&terms)
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut items: Vec<DeliveryRow> =
-        stmt.query_map(params_from_iter(values), delivery_row_from)?.collect::<Result<_, _>>()?;
-    let next_cursor = (items.len() > limit as usize).then(|| {
-        items.truncate(limit as usize);
-        items.last().map(|d| d.seq.to_string())
-    });
-    Ok(Page { items, next_cursor: next_cursor.flatten() })
+    let items = stmt.query_map(params_from_iter(values), delivery_row_from)?.collect::<Result<_, _>>()?;
+    Ok(Page::from_rows(items, limit, |d: &DeliveryRow| d.seq.to_string()))
 }
 
 /// One subject of a study, with its uploads counted.
@@ -293,12 +294,10 @@ pub fn subjects(
             other_events: row.get(7)?,
         })
     })?;
-    let mut items: Vec<SubjectRow> = rows.collect::<rusqlite::Result<_>>()?;
-    let next_cursor = (items.len() > limit as usize).then(|| {
-        items.truncate(limit as usize);
-        items.last().map(|s| json!([to_ms(s.last_delivery_at), s.subject_id]).to_string())
-    });
-    Ok(Page { items, next_cursor: next_cursor.flatten() })
+    let items = rows.collect::<rusqlite::Result<_>>()?;
+    Ok(Page::from_rows(items, limit, |s: &SubjectRow| {
+        json!([to_ms(s.last_delivery_at), s.subject_id]).to_string()
+    }))
 }
 
 /// A delivery of another event type, with its typed content for display.
@@ -329,9 +328,4 @@ pub fn subject_events(
         Ok(SubjectEvent { row: delivery, detail })
     })?;
     rows.collect()
-}
-
-/// Refused requests since `since`.
-pub fn refused_since(conn: &Connection, since: DateTime<Utc>) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT count(*) FROM refused WHERE received_at >= ?1", [to_ms(since)], |row| row.get(0))
 }
