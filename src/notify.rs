@@ -86,11 +86,16 @@ struct Pending {
     upload_id: Option<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Group {
-    opened_at: Option<DateTime<Utc>>,
+    opened_at: DateTime<Utc>,
+    last_at: DateTime<Utc>,
     items: Vec<Pending>,
 }
+
+/// A group is told once no more has joined it for this long (so a lone completion is
+/// told within seconds), or when its window ends, whichever comes first.
+pub const SETTLE_SECONDS: u32 = 5;
 
 /// The stateful policy: preferences, pause, groups being collected, stalls already told.
 #[derive(Debug)]
@@ -219,8 +224,12 @@ impl Notifier {
                 *seq,
             )];
         }
-        let group = self.groups.entry((study.clone(), kind)).or_default();
-        group.opened_at.get_or_insert(now);
+        let group = self.groups.entry((study.clone(), kind)).or_insert_with(|| Group {
+            opened_at: now,
+            last_at: now,
+            items: Vec::new(),
+        });
+        group.last_at = now;
         group.items.push(Pending {
             study_id: study,
             subject_id: subject_id.clone(),
@@ -268,21 +277,23 @@ impl Notifier {
         }
     }
 
-    /// When [`Notifier::flush_due`] next has something to release.
-    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        let window = Duration::seconds(self.prefs.group_window_seconds.into());
-        self.groups.values().filter_map(|g| g.opened_at).min().map(|opened| opened + window)
+    /// When a group is told: once it has been quiet for [`SETTLE_SECONDS`] (a lone
+    /// completion waits only that long), and at the latest when its window ends.
+    fn due_at(&self, group: &Group) -> DateTime<Utc> {
+        let window = self.prefs.group_window_seconds;
+        let settled = group.last_at + Duration::seconds(SETTLE_SECONDS.min(window).into());
+        settled.min(group.opened_at + Duration::seconds(window.into()))
     }
 
-    /// Releases every group whose window has closed by `now`: one notice per group.
+    /// When [`Notifier::flush_due`] next has something to release.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.groups.values().map(|g| self.due_at(g)).min()
+    }
+
+    /// Releases every group that is due by `now`: one notice per group.
     pub fn flush_due(&mut self, now: DateTime<Utc>) -> Vec<Notice> {
-        let window = Duration::seconds(self.prefs.group_window_seconds.into());
-        let due: Vec<(String, Kind)> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.opened_at.is_some_and(|opened| opened + window <= now))
-            .map(|(key, _)| key.clone())
-            .collect();
+        let due: Vec<(String, Kind)> =
+            self.groups.iter().filter(|(_, g)| self.due_at(g) <= now).map(|(key, _)| key.clone()).collect();
         let mut notices = Vec::new();
         for key in due {
             if let Some(group) = self.groups.remove(&key) {
@@ -308,15 +319,7 @@ impl Notifier {
                 count: 1,
             };
         }
-        let mut subjects: Vec<&str> = items.iter().filter_map(|p| p.subject_id.as_deref()).collect();
-        subjects.sort_unstable();
-        subjects.dedup();
-        let body = match subjects.len() {
-            0 => String::new(),
-            1 => format!("Subject {}", subjects[0]),
-            n if n <= 3 => format!("Subjects {}", subjects.join(", ")),
-            n => format!("Subjects {} and {} more", subjects[..2].join(", "), n - 2),
-        };
+        let body = subjects_phrase(items.iter().filter_map(|p| p.subject_id.as_deref())).unwrap_or_default();
         Notice {
             title: format!("{} uploads {verb} in {name}", items.len()),
             body,
@@ -327,7 +330,8 @@ impl Notifier {
     }
 
     /// Uploads still `started` longer than `threshold`: each is told once (until it
-    /// finishes and starts again). `started` holds the currently started uploads.
+    /// finishes and starts again). `started` holds the currently started uploads. Several
+    /// found stalled at once in one study (as at launch, after a night off) are told as one.
     pub fn stalled(&mut self, started: &[UploadRow], threshold: Duration, now: DateTime<Utc>) -> Vec<Notice> {
         let still: HashSet<(String, String)> =
             started.iter().map(|u| (u.study_id.clone(), u.upload_id.clone())).collect();
@@ -335,7 +339,7 @@ impl Notifier {
         if self.paused_until(now).is_some() {
             return Vec::new();
         }
-        let mut notices = Vec::new();
+        let mut found: BTreeMap<&str, Vec<&UploadRow>> = BTreeMap::new();
         for upload in started {
             let Some(started_at) = upload.state.started_at else { continue };
             let key = (upload.study_id.clone(), upload.upload_id.clone());
@@ -346,35 +350,73 @@ impl Notifier {
                 continue;
             }
             self.stalled_told.insert(key);
-            let waited = now - started_at;
+            found.entry(upload.study_id.as_str()).or_default().push(upload);
+        }
+        found.into_iter().map(|(study, uploads)| self.stalled_notice(study, &uploads, now)).collect()
+    }
+
+    fn stalled_notice(&self, study: &str, uploads: &[&UploadRow], now: DateTime<Utc>) -> Notice {
+        let name = self.study_name(study);
+        let waited = |u: &UploadRow| u.state.started_at.map_or_else(Duration::zero, |t| now - t);
+        if let [upload] = uploads {
             let subject =
                 upload.state.subject_id.as_deref().map_or_else(String::new, |s| format!("Subject {s}, "));
-            notices.push(Notice {
-                title: format!("Upload stalled: {}", self.study_name(&upload.study_id)),
+            return Notice {
+                title: format!("Upload stalled: {name}"),
                 body: format!(
                     "{subject}upload {} started {} ago and has not finished",
                     upload.upload_id,
-                    human_duration(waited)
+                    human_duration(waited(upload))
                 ),
                 urgency: Urgency::Normal,
-                target: Target::Upload {
-                    study_id: upload.study_id.clone(),
-                    upload_id: upload.upload_id.clone(),
-                },
+                target: Target::Upload { study_id: study.to_string(), upload_id: upload.upload_id.clone() },
                 count: 1,
-            });
+            };
         }
-        notices
+        let longest = uploads.iter().map(|u| waited(u)).max().unwrap_or_else(Duration::zero);
+        Notice {
+            title: format!("{} uploads stalled in {name}", uploads.len()),
+            body: format!(
+                "Started up to {} ago and not finished{}",
+                human_duration(longest),
+                subjects_phrase(uploads.iter().filter_map(|u| u.state.subject_id.as_deref()))
+                    .map_or_else(String::new, |s| format!(": {s}"))
+            ),
+            urgency: Urgency::Normal,
+            target: Target::Uploads { study_id: study.to_string(), status: "stalled".into() },
+            count: uploads.len(),
+        }
     }
 
-    /// When the next not-yet-told upload among `started` becomes stalled.
-    pub fn next_stall(&self, started: &[UploadRow], threshold: Duration) -> Option<DateTime<Utc>> {
+    /// When the next upload among `started` that is still to be told becomes stalled:
+    /// always after `now` (what is due now is told by [`Notifier::stalled`]), never for
+    /// a muted study.
+    pub fn next_stall(
+        &self,
+        started: &[UploadRow],
+        threshold: Duration,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         started
             .iter()
+            .filter(|u| !self.prefs.muted_studies.contains(&u.study_id))
             .filter(|u| !self.stalled_told.contains(&(u.study_id.clone(), u.upload_id.clone())))
-            .filter_map(|u| u.state.started_at)
+            .filter_map(|u| u.state.started_at.map(|t| t + threshold))
+            .filter(|at| *at > now)
             .min()
-            .map(|t| t + threshold)
+    }
+}
+
+/// "Subject 7", "Subjects 7, 8, 9", "Subjects 7, 8 and 3 more"; `None` for no subjects.
+fn subjects_phrase<'a>(subjects: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut subjects: Vec<&str> = subjects.collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    match subjects.len() {
+        0 => None,
+        1 => Some(format!("Subject {}", subjects[0])),
+        n if n <= 3 => Some(format!("Subjects {}", subjects.join(", "))),
+        n => Some(format!("Subjects {} and {} more", subjects[..2].join(", "), n - 2)),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone as _, Utc};
 use cpwatch::event::UploadStatus;
-use cpwatch::notify::{Notice, Notifier, Target, Urgency};
+use cpwatch::notify::{Notice, Notifier, Target, Urgency, SETTLE_SECONDS};
 use cpwatch::store::query::UploadRow;
 use cpwatch::store::settings::{NotificationPrefs, QuietHours};
 use cpwatch::store::{LiveEvent, UploadChange};
@@ -165,18 +165,45 @@ fn a_burst_within_the_window_becomes_one_notification() {
 }
 
 #[test]
-fn grouping_windows_close_and_reopen() {
-    let mut n = notifier(NotificationPrefs { group_window_seconds: 10, ..Default::default() });
+fn a_lone_completion_is_told_once_quiet_for_a_few_seconds_and_groups_close_and_reopen() {
+    let mut n = notifier(NotificationPrefs { group_window_seconds: 30, ..Default::default() });
     assert_eq!(n.next_deadline(), None, "nothing pending: no timer needed");
-    assert!(n.observe(&completed("189", "1", "7"), t0()).is_empty(), "a completion waits for its window");
-    assert_eq!(n.next_deadline(), Some(t0() + secs(10)));
-    assert!(n.flush_due(t0() + secs(9)).is_empty(), "not before the window closes");
-    let single = n.flush_due(t0() + secs(10));
+    assert!(n.observe(&completed("189", "1", "7"), t0()).is_empty(), "a completion waits a moment");
+    assert_eq!(n.next_deadline(), Some(t0() + secs(SETTLE_SECONDS.into())), "not the whole window");
+    assert!(n.flush_due(t0() + secs(4)).is_empty(), "not before it has settled");
+    let single = n.flush_due(t0() + secs(5));
     assert_eq!(single.len(), 1);
-    assert_eq!(single[0].title, "Upload completed: Study 189", "alone in its window: told individually");
+    assert_eq!(single[0].title, "Upload completed: Study 189", "alone: told individually");
     assert_eq!(single[0].body, "Subject 7, upload 1");
+    assert_eq!(single[0].target.route(), "#/uploads/189/1");
     let later = run(&mut n, &[(20, completed("189", "2", "7")), (40, completed("189", "3", "7"))]);
-    assert_eq!(later.len(), 2, "twenty seconds apart: two windows, two notifications");
+    assert_eq!(later.len(), 2, "twenty seconds apart: two notifications");
+}
+
+#[test]
+fn a_steady_trickle_is_told_when_its_window_ends() {
+    let mut n = notifier(NotificationPrefs { group_window_seconds: 10, ..Default::default() });
+    // One completion every 3 s, never quiet for 5 s: the window (10 s) bounds the wait.
+    let trickle: Vec<(i64, LiveEvent)> = (0..6).map(|i| (i * 3, completed("189", &format!("{i}"), "7"))).collect();
+    let mut shown = Vec::new();
+    for (at, event) in &trickle {
+        shown.extend(n.flush_due(t0() + secs(*at)));
+        if *at == 9 {
+            assert_eq!(n.next_deadline(), Some(t0() + secs(10)), "the window's end comes before the settle");
+        }
+        shown.extend(n.observe(event, t0() + secs(*at)));
+    }
+    shown.extend(n.flush_due(t0() + secs(60)));
+    let titles: Vec<&str> = shown.iter().map(|n| n.title.as_str()).collect();
+    assert_eq!(titles, ["4 uploads completed in Study 189", "2 uploads completed in Study 189"]);
+}
+
+#[test]
+fn a_window_of_zero_tells_each_completion_at_once() {
+    let mut n = notifier(NotificationPrefs { group_window_seconds: 0, ..Default::default() });
+    assert!(n.observe(&completed("189", "1", "7"), t0()).is_empty());
+    assert_eq!(n.next_deadline(), Some(t0()));
+    assert_eq!(n.flush_due(t0()).len(), 1);
 }
 
 #[test]
@@ -314,7 +341,7 @@ fn a_stalled_upload_notifies_once_after_the_threshold() {
     let threshold = Duration::hours(2);
     let rows = vec![started_row("1", t0()), started_row("2", t0() + Duration::hours(1))];
     assert_eq!(
-        n.next_stall(&rows, threshold),
+        n.next_stall(&rows, threshold, t0()),
         Some(t0() + threshold),
         "the timer is set for the first stall"
     );
@@ -324,10 +351,60 @@ fn a_stalled_upload_notifies_once_after_the_threshold() {
     assert_eq!(shown[0].title, "Upload stalled: Study 189");
     assert_eq!(shown[0].body, "Subject 44732, upload 1 started 2 h 5 min ago and has not finished");
     assert!(n.stalled(&rows, threshold, t0() + Duration::minutes(130)).is_empty(), "told once");
-    assert_eq!(n.next_stall(&rows, threshold), Some(t0() + Duration::hours(3)), "next: the second upload");
+    assert_eq!(
+        n.next_stall(&rows, threshold, t0() + Duration::minutes(130)),
+        Some(t0() + Duration::hours(3)),
+        "next: the second upload"
+    );
     assert_eq!(n.stalled(&rows, threshold, t0() + Duration::hours(4)).len(), 1);
     // Upload 1 finishes, then starts again (re-processing): it may stall again.
     let again = vec![started_row("1", t0() + Duration::hours(5))];
     assert!(n.stalled(&[], threshold, t0() + Duration::hours(5)).is_empty());
     assert_eq!(n.stalled(&again, threshold, t0() + Duration::hours(8)).len(), 1);
+}
+
+fn started_in(study: &str, upload: &str, subject: &str, started_at: DateTime<Utc>) -> UploadRow {
+    let mut row = started_row(upload, started_at);
+    row.study_id = study.into();
+    row.state.subject_id = Some(subject.into());
+    row
+}
+
+#[test]
+fn uploads_found_stalled_together_are_told_as_one_per_study() {
+    let mut n = notifier(NotificationPrefs::default());
+    n.set_labels([("189".to_string(), "Sleep study".to_string())].into_iter().collect());
+    let threshold = Duration::hours(2);
+    // As at launch after a night off: three long-stalled uploads in one study, one in another.
+    let rows = vec![
+        started_in("189", "1", "7", t0()),
+        started_in("189", "2", "8", t0() + Duration::hours(1)),
+        started_in("189", "3", "7", t0() + Duration::hours(2)),
+        started_in("200", "4", "9", t0()),
+    ];
+    let shown = n.stalled(&rows, threshold, t0() + Duration::hours(10));
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert_eq!(shown[0].title, "3 uploads stalled in Sleep study");
+    assert_eq!(shown[0].body, "Started up to 10 h ago and not finished: Subjects 7, 8");
+    assert_eq!(shown[0].count, 3);
+    assert_eq!(shown[0].target.route(), "#/uploads?study=189&status=stalled");
+    assert_eq!(shown[1].title, "Upload stalled: Study 200");
+    assert!(n.stalled(&rows, threshold, t0() + Duration::hours(11)).is_empty(), "each told once");
+}
+
+#[test]
+fn the_next_stall_is_always_ahead_and_never_for_a_muted_study() {
+    let threshold = Duration::hours(2);
+    let rows = vec![started_in("189", "1", "7", t0()), started_in("200", "2", "7", t0() + Duration::hours(1))];
+    let mut muted =
+        notifier(NotificationPrefs { muted_studies: vec!["189".into(), "200".into()], ..Default::default() });
+    let late = t0() + Duration::hours(5);
+    assert!(muted.stalled(&rows, threshold, late).is_empty(), "muted studies are not told");
+    assert_eq!(muted.next_stall(&rows, threshold, late), None, "and set no timer that is already due");
+    let mut n = notifier(NotificationPrefs::default());
+    n.pause_until(late);
+    let during = t0() + Duration::hours(4);
+    assert!(n.stalled(&rows, threshold, during).is_empty(), "paused");
+    assert_eq!(n.next_stall(&rows, threshold, during), None, "both are past due: told when the pause ends");
+    assert_eq!(n.stalled(&rows, threshold, late).len(), 2, "told once the pause is over");
 }

@@ -184,13 +184,7 @@ impl<R: Runtime> Watcher<R> {
     /// The next time something is due: a group to release, an upload to call stalled, a
     /// pause to end. Only future times: what is due now was handled by this wake.
     fn next_deadline(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let stall = self
-            .started
-            .iter()
-            .filter_map(|u| u.state.started_at)
-            .map(|started| started + self.stall_after)
-            .filter(|at| *at > now)
-            .min();
+        let stall = self.notifier.next_stall(&self.started, self.stall_after, now);
         [self.notifier.next_deadline(), stall, self.notifier.paused_until(now)]
             .into_iter()
             .flatten()

@@ -38,7 +38,8 @@ pub struct NotificationPrefs {
     pub upload_started: bool,
     /// Failures of the other event types (raw processing, data retrieval).
     pub other_failures: bool,
-    /// Deliveries arriving within this many seconds of each other are grouped.
+    /// A burst of deliveries is told as one notification once [`crate::notify::SETTLE_SECONDS`]
+    /// pass with nothing new, or this many seconds after it began at the latest.
     pub group_window_seconds: u32,
     /// During these hours only failures notify.
     pub quiet_hours: Option<QuietHours>,

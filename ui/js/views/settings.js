@@ -339,7 +339,7 @@ function preferencesPanels(settings, ctx, reloadAll) {
       h('p', { class: 'hint' }, 'What the cpwatch desktop app tells you about.'),
       h('fieldset', null, h('legend', null, 'Notify me when'), Object.values(checks)),
       h('div', { class: 'form-grid' },
-        field('Group deliveries within (seconds)', groupWindow, 'Deliveries this close together make one notification.'),
+        field('Group a burst for up to (seconds)', groupWindow, 'Deliveries arriving together make one notification, told once 5 seconds pass with nothing new, or after this long at most. 0 tells each at once.'),
         field('Quiet hours from', quietStart, 'During quiet hours only failures notify.'),
         field('until', quietEnd)),
       known.length || mutedOthers.length
