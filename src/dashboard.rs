@@ -44,9 +44,57 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
     connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
     frame-ancestors 'none'";
 
-/// What the desktop shell says about itself (notifications available, paused, ...),
-/// shown in the overview's health panel. `None` when running headless.
-pub type ShellStatus = Arc<std::sync::RwLock<Option<serde_json::Value>>>;
+/// What the dashboard may change about the desktop app it runs in.
+pub trait DesktopSettings: Send + Sync {
+    /// Whether the app starts at login; `None` where it cannot (no autostart directory).
+    fn start_at_login(&self) -> Option<bool>;
+    /// Turns starting at login on or off; the error is for a person to read.
+    fn set_start_at_login(&self, on: bool) -> Result<(), String>;
+}
+
+/// The dashboard's link to the desktop app, when it runs inside one: what the app says
+/// about itself (notifications available, paused, ...), shown in the overview's health
+/// panel, and the app's own settings. Empty when running headless (`cpwatch serve`).
+#[derive(Clone, Default)]
+pub struct DesktopLink {
+    inner: Arc<DesktopLinkInner>,
+}
+
+#[derive(Default)]
+struct DesktopLinkInner {
+    status: std::sync::RwLock<Option<serde_json::Value>>,
+    settings: std::sync::OnceLock<Arc<dyn DesktopSettings>>,
+}
+
+impl DesktopLink {
+    /// Replaces what the app says about itself.
+    pub fn set_status(&self, status: serde_json::Value) {
+        if let Ok(mut current) = self.inner.status.write() {
+            *current = Some(status);
+        }
+    }
+
+    pub fn status(&self) -> Option<serde_json::Value> {
+        self.inner.status.read().ok().and_then(|s| s.clone())
+    }
+
+    /// Gives the dashboard the app's settings (once; later calls are ignored).
+    pub fn attach(&self, settings: Arc<dyn DesktopSettings>) {
+        let _ = self.inner.settings.set(settings);
+    }
+
+    fn settings(&self) -> Option<&Arc<dyn DesktopSettings>> {
+        self.inner.settings.get()
+    }
+
+    /// The desktop app's settings as the Settings page shows them; `null` when headless.
+    fn settings_json(&self) -> serde_json::Value {
+        match self.settings() {
+            Some(settings) => json!({ "start_at_login": settings.start_at_login() }),
+            None => serde_json::Value::Null,
+        }
+    }
+}
 
 /// What the dashboard's handlers share.
 #[derive(Clone)]
@@ -64,7 +112,7 @@ struct Inner {
     configured_public_url: Option<String>,
     shutdown: watch::Receiver<bool>,
     auth_changed: AuthInvalidator,
-    shell: ShellStatus,
+    desktop: DesktopLink,
 }
 
 impl DashboardState {
@@ -78,7 +126,7 @@ impl DashboardState {
         receiver_url: String,
         configured_public_url: Option<String>,
         shutdown: watch::Receiver<bool>,
-        shell: ShellStatus,
+        desktop: DesktopLink,
     ) -> Self {
         let port = dashboard.port();
         let hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")];
@@ -92,7 +140,7 @@ impl DashboardState {
                 configured_public_url,
                 shutdown,
                 auth_changed,
-                shell,
+                desktop,
             }),
         }
     }
@@ -111,6 +159,7 @@ pub fn router(state: DashboardState) -> Router {
         .route("/deliveries/{seq}", get(delivery_detail))
         .route("/refused", get(refused))
         .route("/settings", get(get_settings).put(put_settings))
+        .route("/desktop", put(put_desktop))
         .route("/webhooks/{id}", put(put_webhook).delete(delete_webhook))
         .route("/test-delivery", post(test_delivery))
         .route("/export", get(export_uploads))
@@ -302,7 +351,7 @@ impl FilterParams {
 async fn overview(State(state): State<DashboardState>) -> ApiResult {
     let inner = state.inner.clone();
     let dropped = inner.writer.dropped_refusals();
-    let desktop = inner.shell.read().ok().and_then(|s| s.clone());
+    let desktop = inner.desktop.status();
     db(&state, move |conn| {
         let prefs = settings::preferences(conn)?;
         let now = Utc::now();
@@ -508,6 +557,7 @@ async fn get_settings(State(state): State<DashboardState>) -> ApiResult {
                 "webhook_url": inner.receiver_url,
                 "configured_public_url": inner.configured_public_url,
             },
+            "desktop": inner.desktop.settings_json(),
         }))
     })
     .await
@@ -522,6 +572,34 @@ async fn put_settings(State(state): State<DashboardState>, Json(prefs): Json<Pre
     })
     .await
     .and_then(ok)
+}
+
+/// The desktop app's own settings, as the Settings page changes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DesktopForm {
+    start_at_login: bool,
+}
+
+async fn put_desktop(State(state): State<DashboardState>, Json(form): Json<DesktopForm>) -> ApiResult {
+    let Some(settings) = state.inner.desktop.settings().cloned() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "these are settings of the cpwatch desktop app; this dashboard is served by `cpwatch serve`",
+        ));
+    };
+    if settings.start_at_login().is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "starting at login is not available here: no autostart directory is known",
+        ));
+    }
+    // A small file write, off the async threads all the same.
+    let changed = tokio::task::spawn_blocking(move || settings.set_start_at_login(form.start_at_login))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    changed.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    ok(state.inner.desktop.settings_json())
 }
 
 /// A webhook as the Settings page submits it. The secret is write-only: leaving it out
@@ -613,17 +691,18 @@ async fn test_delivery(State(state): State<DashboardState>, body: Option<Json<Te
     }
     let table = state.inner.pool.run(|conn| Ok(webhooks::auth_table(conn)?)).await?;
     let test = send::TestDelivery { status, webhook_id: request.webhook_id, study: request.study };
-    let (webhook_id, outcome) =
-        send::test_delivery(&state.inner.receiver_url, &table, test, "the cpwatch dashboard")
-            .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
-    let accepted = outcome.ok();
+    let sent = send::test_delivery(&state.inner.receiver_url, &table, test, "the cpwatch dashboard")
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let outcome = &sent.outcome;
     ok(json!({
-        "accepted": accepted,
+        "accepted": outcome.ok(),
         "status": outcome.status,
         "answer": outcome.answer,
         "delivery_id": outcome.delivery_id,
-        "webhook_id": webhook_id,
+        "webhook_id": sent.webhook_id,
+        "study_id": sent.study_id,
+        "upload_id": sent.upload_id,
         "latency_ms": outcome.latency.as_secs_f64() * 1000.0,
     }))
 }

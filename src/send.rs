@@ -350,15 +350,24 @@ pub struct TestDelivery {
     pub study: Option<String>,
 }
 
+/// What a test delivery was and how the receiver answered it.
+#[derive(Debug, Clone)]
+pub struct TestSent {
+    pub webhook_id: String,
+    pub study_id: String,
+    pub upload_id: String,
+    pub outcome: Outcome,
+}
+
 /// Sends one test delivery through the real receiver at `url`, authenticated the way its
 /// webhook is configured in `table` (the first configured webhook unless one is named),
-/// so that the whole path is exercised. Returns the webhook id used and the outcome.
+/// so that the whole path is exercised.
 pub async fn test_delivery(
     url: &str,
     table: &AuthTable,
     test: TestDelivery,
     from: &str,
-) -> Result<(String, Outcome), SendError> {
+) -> Result<TestSent, SendError> {
     if UploadStatus::parse(&test.status).is_none() {
         return Err(SendError::Invalid("status must be started, completed or error".into()));
     }
@@ -382,15 +391,17 @@ pub async fn test_delivery(
         Some(AuthMethod::Bearer(t)) => SendAuth::Bearer(t.clone()),
     };
     let failed = UploadStatus::parse(&test.status) == Some(UploadStatus::Error);
+    let study_id = test.study.unwrap_or_else(|| "test".into());
+    let upload_id = format!("test-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
     let template = Template {
         event: event::UPLOAD.into(),
         webhook_id: Some(webhook_id.clone()),
         extra_headers: vec![("User-Agent".into(), "cpwatch-test-delivery".into())],
         body: Body::Generated(Fields {
             status: Some(test.status),
-            study: Some(test.study.unwrap_or_else(|| "test".into())),
+            study: Some(study_id.clone()),
             subject: Some("test-subject".into()),
-            upload: Some(format!("test-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"))),
+            upload: Some(upload_id.clone()),
             message: failed.then(|| format!("Test failure sent from {from}")),
         }),
         delivery_id: None,
@@ -409,5 +420,5 @@ pub async fn test_delivery(
         .into_iter()
         .next()
         .ok_or_else(|| SendError::Invalid("nothing was sent".into()))?;
-    Ok((webhook_id, outcome))
+    Ok(TestSent { webhook_id, study_id, upload_id, outcome })
 }

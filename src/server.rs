@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
-use crate::dashboard::{self, DashboardState, ShellStatus};
+use crate::dashboard::{self, DashboardState, DesktopLink};
 use crate::intake::{self, ReceiverState, ServeOptions};
 use crate::store::{self, writer, DataDirLock, ReadPool, StoreError};
 
@@ -46,7 +46,7 @@ pub struct Receiver {
     dashboard_listener: TcpListener,
     db: PathBuf,
     state: ReceiverState,
-    shell_status: ShellStatus,
+    desktop: DesktopLink,
     writer_thread: JoinHandle<()>,
     _lock: DataDirLock,
 }
@@ -77,7 +77,7 @@ impl Receiver {
             dashboard_listener,
             db,
             state,
-            shell_status: ShellStatus::default(),
+            desktop: DesktopLink::default(),
             writer_thread,
             _lock: lock,
         })
@@ -113,9 +113,9 @@ impl Receiver {
         ReadPool::new(self.db.clone())
     }
 
-    /// What the desktop shell reports about itself, shown by the dashboard.
-    pub fn shell_status(&self) -> ShellStatus {
-        self.shell_status.clone()
+    /// The dashboard's link to the desktop app around this receiver.
+    pub fn desktop_link(&self) -> DesktopLink {
+        self.desktop.clone()
     }
 
     /// True when this start created the database.
@@ -135,7 +135,7 @@ impl Receiver {
             dashboard_listener,
             db,
             state,
-            shell_status,
+            desktop,
             writer_thread,
             _lock,
             ..
@@ -150,7 +150,7 @@ impl Receiver {
             receiver_url,
             config.public_url.clone(),
             stopping.clone(),
-            shell_status,
+            desktop,
         );
         let options = ServeOptions::from_config(&config);
         let until_stopped = |mut stopping: watch::Receiver<bool>| async move {

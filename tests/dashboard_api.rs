@@ -517,6 +517,13 @@ async fn settings_are_validated_and_kept() {
     prefs["notifications"]["quiet_hours"] = json!({ "start": "25:00", "end": "07:00" });
     let (status, _) = h.send_json(reqwest::Method::PUT, "/api/settings", prefs).await;
     assert!(status == 400 || status == 422, "a bad time is refused: {status}");
+
+    // Start at login belongs to the desktop app: `cpwatch serve` has none to change.
+    assert_eq!(settings["desktop"], Value::Null, "no desktop app around this receiver");
+    let (status, error) =
+        h.send_json(reqwest::Method::PUT, "/api/desktop", json!({ "start_at_login": true })).await;
+    assert_eq!(status, 409, "{error}");
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("desktop app")), "{error}");
     h.stop().await;
 }
 

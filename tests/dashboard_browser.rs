@@ -595,3 +595,79 @@ async fn assert_passcode_absent(page: &Page, when: &str) {
         "a webhook's passcode never appears in the page's DOM {when}"
     );
 }
+
+/// Start at login as the desktop app offers it: a file that exists while the setting is
+/// on. The desktop app's own end-to-end test checks its real XDG autostart entry; here
+/// the Settings page's control is driven in a real browser against an in-process
+/// receiver that has a desktop attached.
+struct StartAtLoginFile(std::path::PathBuf);
+
+impl cpwatch::dashboard::DesktopSettings for StartAtLoginFile {
+    fn start_at_login(&self) -> Option<bool> {
+        Some(self.0.exists())
+    }
+
+    fn set_start_at_login(&self, on: bool) -> Result<(), String> {
+        let done = if on { std::fs::write(&self.0, "[Desktop Entry]\n") } else { std::fs::remove_file(&self.0) };
+        done.map_err(|e| e.to_string())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_the_desktop_app_the_settings_page_turns_start_at_login_on_and_off() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = cpwatch::config::Config {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        dashboard_listen: "127.0.0.1:0".parse().expect("an address"),
+        data_dir: Some(dir.path().join("data")),
+        ..Default::default()
+    };
+    let receiver = cpwatch::server::Receiver::start(config).await.expect("the receiver starts");
+    let entry = dir.path().join("cpwatch.desktop");
+    receiver.desktop_link().attach(Arc::new(StartAtLoginFile(entry.clone())));
+    let dashboard = receiver.dashboard_url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(receiver.run(async {
+        let _ = stopped.await;
+    }));
+    let browser = Browser::start().await;
+    let page = Page { client: browser.client.clone() };
+    let checked = "return document.querySelector('[data-testid=start-at-login]').checked";
+    let outcome = tokio::spawn({
+        let (page, entry) = (page.clone(), entry.clone());
+        async move {
+            page.client.goto(&format!("{dashboard}#/settings?section=desktop")).await.expect("open Settings");
+            page.wait_for("[data-testid=desktop-settings]", "inside the desktop app, Settings has its panel").await;
+            assert_eq!(page.js(checked, vec![]).await, json!(false), "off at first");
+            page.click("[data-testid=start-at-login]").await;
+            page.wait(
+                "the change is confirmed",
+                "return document.querySelector('[data-testid=start-at-login-result]').textContent",
+                vec![],
+            )
+            .await;
+            assert!(entry.exists(), "ticking the box turns start at login on");
+            let said = page.text("[data-testid=start-at-login-result]").await.unwrap_or_default();
+            assert_eq!(said, "cpwatch will start when you log in.");
+            page.client.refresh().await.expect("reload");
+            page.wait("after a reload the box is still ticked", checked, vec![]).await;
+            page.click("[data-testid=start-at-login]").await;
+            page.wait(
+                "unticking is confirmed",
+                "return document.querySelector('[data-testid=start-at-login-result]').textContent \
+                 === 'cpwatch will not start at login.'",
+                vec![],
+            )
+            .await;
+            assert!(!entry.exists(), "unticking it turns start at login off");
+            page.screenshot("settings-desktop").await;
+        }
+    })
+    .await;
+    browser.close().await;
+    let _ = stop.send(());
+    served.await.expect("the receiver task").expect("the receiver stops cleanly");
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+}

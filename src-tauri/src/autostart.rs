@@ -5,6 +5,11 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use cpwatch::dashboard::DesktopSettings;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::watcher::Control;
+
 /// The entry's file name; `cpwatch.desktop` also names the app for notification servers.
 pub const FILE_NAME: &str = "cpwatch.desktop";
 
@@ -67,6 +72,40 @@ impl Autostart {
              X-GNOME-Autostart-enabled=true\n",
             exec_argument(&self.program)
         )
+    }
+}
+
+/// Start at login as both the tray's toggle and the dashboard's Settings change it; the
+/// tray (and what the dashboard shows) is redrawn after every change.
+pub struct AtLogin {
+    pub autostart: Option<Autostart>,
+    pub control: UnboundedSender<Control>,
+}
+
+impl DesktopSettings for AtLogin {
+    fn start_at_login(&self) -> Option<bool> {
+        self.autostart.as_ref().map(Autostart::enabled)
+    }
+
+    fn set_start_at_login(&self, on: bool) -> Result<(), String> {
+        let Some(autostart) = &self.autostart else {
+            tracing::warn!("no configuration directory is known: cannot start at login");
+            return Err("no configuration directory is known, so cpwatch cannot start at login".into());
+        };
+        let changed = autostart.set(on);
+        // Redrawn either way, so the check mark shows what is true.
+        let _ = self.control.send(Control::Redraw);
+        match changed {
+            Ok(()) => {
+                let state = if on { "on" } else { "off" };
+                tracing::info!("start at login {state}: {}", autostart.file.display());
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("cannot change {}: {e}", autostart.file.display());
+                Err(format!("cannot change {}: {e}", autostart.file.display()))
+            }
+        }
     }
 }
 

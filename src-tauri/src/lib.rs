@@ -21,13 +21,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use cpwatch::config::Config;
-use cpwatch::dashboard::ShellStatus;
+use cpwatch::dashboard::DesktopLink;
 use cpwatch::server::{self, Receiver, ServerError};
 use cpwatch::store::{LiveEvent, ReadPool};
 use tauri::{AppHandle, Manager as _, RunEvent, Runtime, WindowEvent};
 use tokio::sync::{broadcast, mpsc as async_mpsc, oneshot};
 
-pub use autostart::Autostart;
+pub use autostart::{AtLogin, Autostart};
 pub use instance::{Claim, Primary, Request};
 pub use notifications::Message;
 pub use tray::{ids as menu_ids, next_morning, on_menu, Tray, View};
@@ -69,7 +69,9 @@ pub struct Shell {
     pub configured_public_url: Option<String>,
     pub pool: ReadPool,
     pub autostart: Option<Autostart>,
-    status: ShellStatus,
+    /// Start at login, for the tray's toggle (the dashboard has its own handle).
+    pub at_login: Arc<AtLogin>,
+    link: DesktopLink,
     control: async_mpsc::UnboundedSender<Control>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
 }
@@ -88,7 +90,7 @@ impl Shell {
 
     /// What the dashboard shows about the desktop app.
     pub fn status(&self) -> Option<serde_json::Value> {
-        self.status.read().ok().and_then(|s| s.clone())
+        self.link.status()
     }
 
     /// Stops the receiver (finishing in-flight deliveries), then the app.
@@ -127,13 +129,17 @@ impl Started {
         let receiver = Receiver::start(config).await?;
         let (control_tx, control) = async_mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let at_login = Arc::new(AtLogin { autostart: autostart.clone(), control: control_tx.clone() });
+        let link = receiver.desktop_link();
+        link.attach(at_login.clone());
         let shell = Shell {
             dashboard_url: receiver.dashboard_url(),
             webhook_url: receiver.webhook_url(),
             configured_public_url,
             pool: receiver.pool(),
             autostart,
-            status: receiver.shell_status(),
+            at_login,
+            link,
             control: control_tx,
             stop: Mutex::new(Some(stop_tx)),
         };
@@ -179,8 +185,8 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
         .plugin(tauri_plugin_clipboard_manager::init())
         .setup(move |app| {
             let handle = app.handle().clone();
-            let (pool, status, autostart) =
-                (shell.pool.clone(), shell.status.clone(), shell.autostart.clone());
+            let (pool, link, autostart) =
+                (shell.pool.clone(), shell.link.clone(), shell.autostart.clone());
             let control_tx = shell.control();
             app.manage(shell);
             app.manage(tray::Tray::<R>::default());
@@ -199,7 +205,7 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
                     })?
                 }
             };
-            let watcher = watcher::Watcher::new(handle.clone(), pool, status, autostart, notices, since);
+            let watcher = watcher::Watcher::new(handle.clone(), pool, link, autostart, notices, since);
             tauri::async_runtime::spawn(watcher.run(live, control));
             tauri::async_runtime::spawn(after_receiver(handle.clone(), receiver));
             if let Some(primary) = options.instance {

@@ -6,8 +6,10 @@
 use std::sync::Mutex;
 
 use chrono::{DateTime, Local, NaiveTime, TimeZone, Utc};
+use cpwatch::dashboard::DesktopSettings as _;
 use cpwatch::send::{self, TestDelivery};
 use cpwatch::store::{settings, webhooks, StoreError};
+use cpwatch::notify::Target;
 use cpwatch::tray::{Look, TrayModel};
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
@@ -247,19 +249,9 @@ pub fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
 }
 
 fn toggle_start_at_login(shell: &Shell) {
-    let Some(autostart) = &shell.autostart else {
-        tracing::warn!("no configuration directory is known: cannot start at login");
-        return;
-    };
-    let on = !autostart.enabled();
-    match autostart.set(on) {
-        Ok(()) => {
-            tracing::info!("start at login {}: {}", if on { "on" } else { "off" }, autostart.file.display())
-        }
-        Err(e) => tracing::error!("cannot change {}: {e}", autostart.file.display()),
-    }
-    // Redraw either way, so the check mark shows what is true.
-    shell.tell(Control::Redraw);
+    let on = shell.at_login.start_at_login().unwrap_or(false);
+    // Failures are logged and the tray redrawn by `set_start_at_login` itself.
+    let _ = shell.at_login.set_start_at_login(!on);
 }
 
 /// Copies the URL to give CentrePoint: the public one when set, else the local one.
@@ -297,24 +289,28 @@ fn send_test_delivery<R: Runtime>(app: &AppHandle<R>) {
     });
 }
 
-/// What a person is told after "Send a test delivery".
-pub fn test_feedback(result: Result<(String, send::Outcome), String>) -> Message {
+/// What a person is told after "Send a test delivery"; a click opens the upload it made.
+pub fn test_feedback(result: Result<send::TestSent, String>) -> Message {
     match result {
-        Ok((webhook, outcome)) if outcome.ok() => Message {
+        Ok(sent) if sent.outcome.ok() => Message {
             title: "Test delivery received".into(),
             body: format!(
-                "The receiver stored it (webhook {webhook}, answered in {} ms). Its notification follows, as for any completed upload.",
-                outcome.latency.as_millis()
+                "The receiver stored upload {} in study {} (webhook {}, answered in {} ms). Its notification follows, as for any completed upload.",
+                sent.upload_id,
+                sent.study_id,
+                sent.webhook_id,
+                sent.outcome.latency.as_millis()
             ),
             critical: false,
-            route: "#/uploads?study=test".into(),
+            route: Target::Upload { study_id: sent.study_id, upload_id: sent.upload_id }.route(),
         },
-        Ok((webhook, outcome)) => Message {
+        Ok(sent) => Message {
             title: "Test delivery refused".into(),
             body: format!(
-                "The receiver answered {} for webhook {webhook}: {}. Check the webhook's authentication in Settings.",
-                outcome.status.map_or_else(|| "nothing".to_string(), |s| s.to_string()),
-                outcome.answer
+                "The receiver answered {} for webhook {}: {}. Check the webhook's authentication in Settings.",
+                sent.outcome.status.map_or_else(|| "nothing".to_string(), |s| s.to_string()),
+                sent.webhook_id,
+                sent.outcome.answer
             ),
             critical: true,
             route: "#/deliveries?tab=refused".into(),
@@ -362,13 +358,20 @@ mod tests {
             latency: std::time::Duration::from_millis(3),
             echo_ok: None,
         };
-        let told = test_feedback(Ok(("15".into(), outcome.clone())));
+        let sent = |outcome: send::Outcome| send::TestSent {
+            webhook_id: "15".into(),
+            study_id: "test".into(),
+            upload_id: "test-1".into(),
+            outcome,
+        };
+        let told = test_feedback(Ok(sent(outcome.clone())));
         assert!(told.critical);
         assert!(told.body.contains("401") && told.body.contains("signature does not match"), "{}", told.body);
         let fine = send::Outcome { status: Some(200), ..outcome };
-        let told = test_feedback(Ok(("15".into(), fine)));
+        let told = test_feedback(Ok(sent(fine)));
         assert!(!told.critical);
         assert_eq!(told.title, "Test delivery received");
+        assert_eq!(told.route, "#/uploads/test/test-1", "a click opens the upload it made");
         assert!(test_feedback(Err("connection refused".into())).critical);
     }
 }

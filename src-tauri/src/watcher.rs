@@ -7,10 +7,10 @@
 use std::sync::mpsc;
 
 use chrono::{DateTime, Duration, Local, Offset as _, Utc};
-use cpwatch::dashboard::ShellStatus;
+use cpwatch::dashboard::DesktopLink;
 use cpwatch::notify::{Notice, Notifier};
 use cpwatch::store::query::{self, Filter, UploadRow};
-use cpwatch::store::settings::{self, Preferences};
+use cpwatch::store::settings::{self, DesktopState, Preferences};
 use cpwatch::store::{LiveEvent, ReadPool, StoreError};
 use cpwatch::tray::{self as core_tray, TrayInputs};
 use serde_json::json;
@@ -64,7 +64,7 @@ fn read(
 pub struct Watcher<R: Runtime> {
     app: AppHandle<R>,
     pool: ReadPool,
-    status: ShellStatus,
+    link: DesktopLink,
     autostart: Option<Autostart>,
     notices: mpsc::Sender<Message>,
     notifier: Notifier,
@@ -81,7 +81,7 @@ impl<R: Runtime> Watcher<R> {
     pub fn new(
         app: AppHandle<R>,
         pool: ReadPool,
-        status: ShellStatus,
+        link: DesktopLink,
         autostart: Option<Autostart>,
         notices: mpsc::Sender<Message>,
         since: DateTime<Utc>,
@@ -90,7 +90,7 @@ impl<R: Runtime> Watcher<R> {
         Watcher {
             app,
             pool,
-            status,
+            link,
             autostart,
             notices,
             notifier: Notifier::new(prefs.notifications.clone(), local_offset()),
@@ -109,6 +109,7 @@ impl<R: Runtime> Watcher<R> {
         mut control: UnboundedReceiver<Control>,
     ) {
         let mut live = Some(live);
+        self.restore().await;
         self.wake(&[]).await;
         loop {
             let deadline = self.next_deadline(Utc::now());
@@ -149,7 +150,9 @@ impl<R: Runtime> Watcher<R> {
                 },
                 command = control.recv() => match command {
                     Some(command) => {
-                        self.apply(command);
+                        if self.apply(command) {
+                            self.save().await;
+                        }
                         self.wake(&[]).await;
                     }
                     None => return,
@@ -159,8 +162,10 @@ impl<R: Runtime> Watcher<R> {
         }
     }
 
-    fn apply(&mut self, command: Control) {
+    /// Takes a command; true when it changed what is kept across restarts.
+    fn apply(&mut self, command: Control) -> bool {
         let now = Utc::now();
+        let kept = matches!(command, Control::Pause(_) | Control::Resume | Control::Looked);
         match command {
             Control::Pause(until) => {
                 tracing::info!(
@@ -178,6 +183,35 @@ impl<R: Runtime> Watcher<R> {
             Control::NotListening => self.listening = false,
             Control::Redraw => {}
             Control::Tell(message) => self.send(message),
+        }
+        kept
+    }
+
+    /// Picks up a pause and the last look from before a restart.
+    async fn restore(&mut self) {
+        match self.pool.run(|conn| Ok(settings::desktop_state(conn)?)).await {
+            Ok(kept) => {
+                let now = Utc::now();
+                if let Some(until) = kept.paused_until.filter(|until| *until > now) {
+                    tracing::info!(
+                        "notifications stay paused until {}",
+                        until.with_timezone(&Local).format("%a %H:%M")
+                    );
+                    self.notifier.pause_until(until);
+                }
+                if let Some(looked) = kept.looked_at {
+                    self.seen = looked;
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the pause and the last look from before: {e}"),
+        }
+    }
+
+    /// Keeps the pause and the last look for the next start.
+    async fn save(&self) {
+        let kept = DesktopState { paused_until: self.notifier.paused_until(Utc::now()), looked_at: Some(self.seen) };
+        if let Err(e) = self.pool.run(move |conn| Ok(settings::set_desktop_state(conn, &kept)?)).await {
+            tracing::warn!("cannot keep the pause and the last look for the next start: {e}");
         }
     }
 
@@ -241,9 +275,7 @@ impl<R: Runtime> Watcher<R> {
             "start_at_login": if start_at_login { "on" } else { "off" },
             "tray": model.tooltip.lines().next().unwrap_or_default(),
         });
-        if let Ok(mut shell_status) = self.status.write() {
-            *shell_status = Some(status);
-        }
+        self.link.set_status(status);
         let view = View { model, paused: paused_until.is_some(), start_at_login };
         let app = self.app.clone();
         if let Err(e) = self.app.run_on_main_thread(move || tray::draw(&app, view)) {

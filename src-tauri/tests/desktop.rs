@@ -793,6 +793,21 @@ fn api(dashboard: &str, path: &str) -> Value {
     })
 }
 
+/// A change through the dashboard's API, as its Settings page makes it (same Origin).
+fn api_put(dashboard: &str, path: &str, body: Value) -> Value {
+    runtime().block_on(async {
+        let response = reqwest::Client::new()
+            .put(format!("{dashboard}api/{path}"))
+            .header("Origin", dashboard.trim_end_matches('/'))
+            .json(&body)
+            .send()
+            .await
+            .expect("dashboard answers");
+        assert!(response.status().is_success(), "PUT /api/{path}: {}", response.status());
+        response.json().await.expect("JSON")
+    })
+}
+
 /// Prepares a data directory: a short grouping window, and a name for study 189.
 fn prepare_data(dir: &Path) -> PathBuf {
     let data = dir.join("cpwatch-data");
@@ -970,8 +985,15 @@ fn the_desktop_app_notifies_shows_the_state_in_its_tray_and_keeps_receiving_with
             .filter(|t| !t.contains("paused") && t.starts_with("cpwatch: 1 new failed"))
     });
 
-    // Send a test delivery from the tray: it goes through the receiver and is told.
+    // Send a test delivery from the tray: it goes through the receiver and is told; a
+    // click on what it says opens the window at the upload it made.
     desktop.click(&item, &menu, "Send a test delivery");
+    eventually("the test delivery's notification is on screen", || {
+        desktop.dunstctl(&["count", "displayed"]).ok().filter(|c| c.trim() != "0")
+    });
+    // The oldest shown is first: the test's own message, told before the upload's group.
+    desktop.dunstctl(&["action", "0"]).expect("click the notification");
+    app.logged("showing the dashboard at #/uploads/test/test-");
     let got = desktop.wait_for_notifications(seen, 2);
     let summaries: Vec<&str> = got.iter().map(|n| n.summary.as_str()).collect();
     assert_eq!(summaries, ["Test delivery received", "Upload completed: Study test"], "{got:#?}");
@@ -992,6 +1014,21 @@ fn the_desktop_app_notifies_shows_the_state_in_its_tray_and_keeps_receiving_with
     });
     desktop.click(&item, &menu, "Start at login");
     eventually("the autostart entry is removed", || (!entry.exists()).then_some(()));
+    // The same option in the dashboard's Settings: the same entry, and the tray follows.
+    let settings = api(&dashboard, "settings");
+    assert_eq!(settings["desktop"]["start_at_login"], false, "Settings shows it off: {settings}");
+    let answer = api_put(&dashboard, "desktop", serde_json::json!({ "start_at_login": true }));
+    assert_eq!(answer["start_at_login"], true, "{answer}");
+    assert!(entry.exists(), "turned on from Settings, the autostart entry is written");
+    eventually("the tray's check mark follows Settings", || {
+        let entries = desktop.menu(&item, &menu);
+        entries.iter().find(|e| e.label == "Start at login").filter(|e| e.toggle_state == Some(1)).map(|_| ())
+    });
+    eventually("the overview shows it", || {
+        Some(api(&dashboard, "overview")).filter(|o| o["desktop"]["start_at_login"] == "on")
+    });
+    api_put(&dashboard, "desktop", serde_json::json!({ "start_at_login": false }));
+    assert!(!entry.exists(), "turned off from Settings, the entry is removed");
 
     desktop.click(&item, &menu, "Copy webhook URL");
     app.logged(&format!("copied the webhook URL {webhook}"));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cpwatch::config::Config;
 use cpwatch::send::{self, Body, Fields, SendAuth, SendOptions, Template};
-use cpwatch::store::settings::{self, NotificationPrefs, Preferences};
+use cpwatch::store::settings::{self, DesktopState, NotificationPrefs, Preferences};
 use cpwatch_desktop::{menu_ids, Autostart, Control, Message, Notices, Options, Shell, Started, Tray, View};
 use tauri::menu::MenuItemKind;
 use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime};
@@ -22,12 +22,19 @@ struct Running {
     webhook_url: String,
     dashboard_url: String,
     autostart_file: PathBuf,
+    data: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 /// Starts the receiver on a temp data directory (with `group_window_seconds` for the
 /// policy) and the app on the mock runtime.
 fn start(group_window_seconds: u32) -> Running {
+    start_after(group_window_seconds, &DesktopState::default(), &[])
+}
+
+/// As [`start`], on a data directory where an earlier run kept `kept` and received the
+/// `earlier` upload deliveries (status, upload id) before the app starts.
+fn start_after(group_window_seconds: u32, kept: &DesktopState, earlier: &[(&str, &str)]) -> Running {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let conn = cpwatch::store::open_in(&data).expect("store");
@@ -36,13 +43,32 @@ fn start(group_window_seconds: u32) -> Running {
         ..Default::default()
     };
     settings::set_preferences(&conn, &prefs).expect("preferences");
+    settings::set_desktop_state(&conn, kept).expect("desktop state");
     drop(conn);
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         dashboard_listen: "127.0.0.1:0".parse().expect("address"),
-        data_dir: Some(data),
+        data_dir: Some(data.clone()),
         ..Default::default()
     };
+    if !earlier.is_empty() {
+        tauri::async_runtime::block_on(async {
+            let before = cpwatch::server::Receiver::start(config.clone()).await.expect("an earlier receiver");
+            let url = before.webhook_url();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let running = tokio::spawn(before.run(async {
+                let _ = stopped.await;
+            }));
+            for (status, upload) in earlier {
+                let (url, status, upload) = (url.clone(), status.to_string(), upload.to_string());
+                tokio::task::spawn_blocking(move || deliver(&url, &status, Some(&upload), 1))
+                    .await
+                    .expect("delivered");
+            }
+            let _ = stop.send(());
+            running.await.expect("the earlier receiver task").expect("it stops cleanly");
+        });
+    }
     let autostart_file = dir.path().join("autostart").join("cpwatch.desktop");
     let autostart = Autostart {
         file: autostart_file.clone(),
@@ -63,7 +89,7 @@ fn start(group_window_seconds: u32) -> Running {
     // then drives the app through its handle.
     #[allow(deprecated)]
     app.run_iteration(|_, _| {});
-    Running { app, notices, webhook_url, dashboard_url, autostart_file, _dir: dir }
+    Running { app, notices, webhook_url, dashboard_url, autostart_file, data, _dir: dir }
 }
 
 impl Running {
@@ -106,6 +132,12 @@ impl Running {
 
     fn deliver(&self, status: &str, upload: Option<&str>, count: usize) {
         deliver(&self.webhook_url, status, upload, count);
+    }
+
+    /// What the app keeps for its next start, as stored.
+    fn kept(&self) -> DesktopState {
+        let conn = cpwatch::store::open_in(&self.data).expect("store");
+        settings::desktop_state(&conn).expect("desktop state")
     }
 
     fn next_notice(&self) -> Message {
@@ -242,6 +274,44 @@ fn pausing_from_the_menu_silences_notifications_until_resumed() {
     app.tray_shows("the pause is over", |v| !v.paused);
     app.deliver("error", Some("3"), 1);
     assert_eq!(app.next_notice().title, "Upload failed: Study 189", "notifications are back");
+}
+
+#[test]
+fn a_pause_and_the_last_look_are_kept_for_the_next_start() {
+    let app = start(1);
+    app.tray_shows("the tray is drawn", |_| true);
+    assert_eq!(app.kept(), DesktopState::default(), "nothing kept before anything happened");
+    app.click(menu_ids::PAUSE_HOUR);
+    let kept = eventually("the pause is kept", || Some(app.kept()).filter(|k| k.paused_until.is_some()));
+    let until = kept.paused_until.expect("a pause");
+    let hour = until - chrono::Utc::now();
+    assert!(hour > chrono::Duration::minutes(50) && hour <= chrono::Duration::hours(1), "{hour}");
+    app.click(menu_ids::RESUME);
+    eventually("the resume is kept", || Some(app.kept()).filter(|k| k.paused_until.is_none()));
+    let before = chrono::Utc::now();
+    app.app.state::<Shell>().tell(Control::Looked);
+    eventually("the look is kept", || Some(app.kept()).filter(|k| k.looked_at.is_some_and(|t| t >= before)));
+}
+
+#[test]
+fn after_a_restart_the_pause_goes_on_and_failures_not_looked_at_are_still_new() {
+    let kept = DesktopState {
+        paused_until: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+        looked_at: Some(chrono::Utc::now() - chrono::Duration::days(1)),
+    };
+    // Upload 1 failed after the last look, before this start.
+    let app = start_after(1, &kept, &[("error", "1")]);
+    let view = app.tray_shows("the tray shows the pause from before", |v| v.paused);
+    assert!(view.model.tooltip.contains("Notifications paused until"), "{}", view.model.tooltip);
+    assert_eq!(view.model.look, cpwatch::tray::Look::NewFailures, "the failure from before is new");
+    assert!(view.model.tooltip.starts_with("cpwatch: 1 new failed upload"), "{}", view.model.tooltip);
+    app.deliver("error", Some("2"), 1);
+    assert!(app.notices.recv_timeout(Duration::from_secs(3)).is_err(), "still paused: no notification");
+    app.click(menu_ids::RESUME);
+    let view = app.tray_shows("the failures are new: nobody looked since", |v| {
+        v.model.look == cpwatch::tray::Look::NewFailures
+    });
+    assert!(view.model.tooltip.starts_with("cpwatch: 2 new failed uploads"), "{}", view.model.tooltip);
 }
 
 #[test]

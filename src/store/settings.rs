@@ -1,7 +1,7 @@
 //! Preferences a person sets from the dashboard (public URL, retention, notification
 //! rules) and the names they give studies. Stored as JSON in the `settings` table.
 
-use chrono::NaiveTime;
+use chrono::{DateTime, NaiveTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension as _};
 use serde::{Deserialize, Serialize};
 
@@ -106,23 +106,49 @@ impl Preferences {
 }
 
 const PREFERENCES: &str = "preferences";
+const DESKTOP_STATE: &str = "desktop_state";
+
+/// A JSON value kept under `key`; `None` when absent or written in a shape this version
+/// does not read (then defaults are the safe reading).
+fn get_json<T: serde::de::DeserializeOwned>(conn: &Connection, key: &str) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> =
+        conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| row.get(0)).optional()?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+fn put_json(conn: &Connection, key: &str, value: &impl Serialize) -> rusqlite::Result<()> {
+    let text =
+        serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, text],
+    )?;
+    Ok(())
+}
 
 pub fn preferences(conn: &Connection) -> rusqlite::Result<Preferences> {
-    let text: Option<String> = conn
-        .query_row("SELECT value FROM settings WHERE key = ?1", [PREFERENCES], |row| row.get(0))
-        .optional()?;
-    // Preferences written by another version may not parse: defaults are the safe reading.
-    Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
+    Ok(get_json(conn, PREFERENCES)?.unwrap_or_default())
 }
 
 pub fn set_preferences(conn: &Connection, prefs: &Preferences) -> rusqlite::Result<()> {
-    let text =
-        serde_json::to_string(prefs).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    conn.execute(
-        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![PREFERENCES, text],
-    )?;
-    Ok(())
+    put_json(conn, PREFERENCES, prefs)
+}
+
+/// What the desktop app keeps across restarts: a pause of its notifications, and when
+/// the person last looked at the dashboard (failures after it are "new" in the tray).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DesktopState {
+    pub paused_until: Option<DateTime<Utc>>,
+    pub looked_at: Option<DateTime<Utc>>,
+}
+
+pub fn desktop_state(conn: &Connection) -> rusqlite::Result<DesktopState> {
+    Ok(get_json(conn, DESKTOP_STATE)?.unwrap_or_default())
+}
+
+pub fn set_desktop_state(conn: &Connection, state: &DesktopState) -> rusqlite::Result<()> {
+    put_json(conn, DESKTOP_STATE, state)
 }
 
 /// Names a study (or clears its name with `None`). The study need not have sent anything yet.

@@ -55,7 +55,7 @@ function testButtons(ctx, { onAccepted } = {}) {
     try {
       const answer = await api.post('/api/test-delivery', { status });
       if (answer.accepted) {
-        const text = `Test delivery accepted by the receiver (HTTP ${answer.status}, ${Math.round(answer.latency_ms)} ms, webhook ${answer.webhook_id}). It is in study "test".`;
+        const text = `Test delivery accepted by the receiver (HTTP ${answer.status}, ${Math.round(answer.latency_ms)} ms, webhook ${answer.webhook_id}). It is upload ${answer.upload_id} in study "${answer.study_id}".`;
         result.ok(text);
         if (onAccepted) onAccepted(text);
       } else {

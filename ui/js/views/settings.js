@@ -356,13 +356,47 @@ function preferencesPanels(settings, ctx, reloadAll) {
   return [receiverPanel, prefsForm];
 }
 
+/**
+ * The desktop app's own settings (only when the dashboard runs inside it): starting at
+ * login. A change applies at once, like the tray's toggle.
+ */
+function desktopPanel(desktop) {
+  const result = outcome('start-at-login-result');
+  const available = desktop.start_at_login !== null;
+  const box = checkbox('start-at-login', 'Start cpwatch when I log in', Boolean(desktop.start_at_login),
+    available ? 'It starts in the tray, without opening this window.' : '(not available: no autostart directory is known)');
+  const input = box.querySelector('input');
+  input.disabled = !available;
+  input.addEventListener('change', async () => {
+    const wanted = input.checked;
+    input.disabled = true;
+    result.clear();
+    try {
+      const now = await api.put('/api/desktop', { start_at_login: wanted });
+      input.checked = Boolean(now.start_at_login);
+      result.ok(now.start_at_login ? 'cpwatch will start when you log in.' : 'cpwatch will not start at login.');
+    } catch (err) {
+      input.checked = !wanted;
+      result.fail(err.message);
+    } finally {
+      input.disabled = false;
+    }
+  });
+  return h('section', { class: 'panel', id: 'settings-desktop', testid: 'desktop-settings', 'aria-labelledby': 'desktop-title' },
+    h('h2', { id: 'desktop-title' }, 'Desktop app'),
+    box,
+    result.el);
+}
+
 export function mount(root, route, ctx) {
   ctx.setTitle('Settings');
   const body = h('div', { class: 'settings-body' }, loading());
   const sectionLinks = [['receiver', 'Receiver'], ['webhooks', 'Webhooks'], ['studies', 'Study names'], ['notifications', 'Notifications'], ['data', 'Data']];
+  // Shown once the settings say this dashboard runs inside the desktop app.
+  const desktopLink = h('a', { href: links.settings('desktop'), hidden: true }, 'Desktop app');
   replace(root, h('section', { class: 'view view-narrow', testid: 'view-settings' },
     h('header', { class: 'view-head' }, h('div', null, h('h1', { tabindex: '-1' }, 'Settings'),
-      h('nav', { class: 'section-links', 'aria-label': 'Settings sections' }, sectionLinks.map(([key, text]) => h('a', { href: links.settings(key) }, text))))),
+      h('nav', { class: 'section-links', 'aria-label': 'Settings sections' }, sectionLinks.map(([key, text]) => h('a', { href: links.settings(key) }, text)), desktopLink))),
     body));
 
   let section = route.query.get('section') || '';
@@ -397,10 +431,11 @@ export function mount(root, route, ctx) {
       return;
     }
     if (!ctx.alive() || keepResults) return;
+    desktopLink.hidden = !settings.desktop;
     webhooksSlot = h('div', null, webhooksPanel(settings, ctx, reloadWebhooks));
     studiesSlot = h('div', null, studyNamesPanel(ctx, reloadStudyNames));
     const [receiverPanel, prefsForm] = preferencesPanels(settings, ctx, load);
-    replace(body, receiverPanel, webhooksSlot, studiesSlot, prefsForm,
+    replace(body, receiverPanel, settings.desktop ? desktopPanel(settings.desktop) : null, webhooksSlot, studiesSlot, prefsForm,
       h('p', { class: 'muted small' }, 'Looking for how to connect CentrePoint? ', h('a', { href: links.setup() }, 'Open the setup guide'), '.'));
     scrollToSection();
   };
