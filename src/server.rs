@@ -130,15 +130,7 @@ impl Receiver {
         let dashboard_addr = self.dashboard_addr();
         let receiver_addr = self.local_addr();
         let Receiver {
-            config,
-            listener,
-            dashboard_listener,
-            db,
-            state,
-            desktop,
-            writer_thread,
-            _lock,
-            ..
+            config, listener, dashboard_listener, db, state, desktop, writer_thread, _lock, ..
         } = self;
         let (stop, stopping) = watch::channel(false);
         let dashboard_state = DashboardState::new(

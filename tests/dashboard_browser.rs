@@ -608,7 +608,8 @@ impl cpwatch::dashboard::DesktopSettings for StartAtLoginFile {
     }
 
     fn set_start_at_login(&self, on: bool) -> Result<(), String> {
-        let done = if on { std::fs::write(&self.0, "[Desktop Entry]\n") } else { std::fs::remove_file(&self.0) };
+        let done =
+            if on { std::fs::write(&self.0, "[Desktop Entry]\n") } else { std::fs::remove_file(&self.0) };
         done.map_err(|e| e.to_string())
     }
 }
@@ -637,7 +638,8 @@ async fn inside_the_desktop_app_the_settings_page_turns_start_at_login_on_and_of
         let (page, entry) = (page.clone(), entry.clone());
         async move {
             page.client.goto(&format!("{dashboard}#/settings?section=desktop")).await.expect("open Settings");
-            page.wait_for("[data-testid=desktop-settings]", "inside the desktop app, Settings has its panel").await;
+            page.wait_for("[data-testid=desktop-settings]", "inside the desktop app, Settings has its panel")
+                .await;
             assert_eq!(page.js(checked, vec![]).await, json!(false), "off at first");
             page.click("[data-testid=start-at-login]").await;
             page.wait(

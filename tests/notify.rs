@@ -184,7 +184,8 @@ fn a_lone_completion_is_told_once_quiet_for_a_few_seconds_and_groups_close_and_r
 fn a_steady_trickle_is_told_when_its_window_ends() {
     let mut n = notifier(NotificationPrefs { group_window_seconds: 10, ..Default::default() });
     // One completion every 3 s, never quiet for 5 s: the window (10 s) bounds the wait.
-    let trickle: Vec<(i64, LiveEvent)> = (0..6).map(|i| (i * 3, completed("189", &format!("{i}"), "7"))).collect();
+    let trickle: Vec<(i64, LiveEvent)> =
+        (0..6).map(|i| (i * 3, completed("189", &format!("{i}"), "7"))).collect();
     let mut shown = Vec::new();
     for (at, event) in &trickle {
         shown.extend(n.flush_due(t0() + secs(*at)));
@@ -395,7 +396,8 @@ fn uploads_found_stalled_together_are_told_as_one_per_study() {
 #[test]
 fn the_next_stall_is_always_ahead_and_never_for_a_muted_study() {
     let threshold = Duration::hours(2);
-    let rows = vec![started_in("189", "1", "7", t0()), started_in("200", "2", "7", t0() + Duration::hours(1))];
+    let rows =
+        vec![started_in("189", "1", "7", t0()), started_in("200", "2", "7", t0() + Duration::hours(1))];
     let mut muted =
         notifier(NotificationPrefs { muted_studies: vec!["189".into(), "200".into()], ..Default::default() });
     let late = t0() + Duration::hours(5);

@@ -185,8 +185,7 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
         .plugin(tauri_plugin_clipboard_manager::init())
         .setup(move |app| {
             let handle = app.handle().clone();
-            let (pool, link, autostart) =
-                (shell.pool.clone(), shell.link.clone(), shell.autostart.clone());
+            let (pool, link, autostart) = (shell.pool.clone(), shell.link.clone(), shell.autostart.clone());
             let control_tx = shell.control();
             app.manage(shell);
             app.manage(tray::Tray::<R>::default());

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Local, NaiveTime, TimeZone, Utc};
 use cpwatch::dashboard::DesktopSettings as _;
+use cpwatch::notify::Target;
 use cpwatch::send::{self, TestDelivery};
 use cpwatch::store::{settings, webhooks, StoreError};
-use cpwatch::notify::Target;
 use cpwatch::tray::{Look, TrayModel};
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};

@@ -209,7 +209,8 @@ impl<R: Runtime> Watcher<R> {
 
     /// Keeps the pause and the last look for the next start.
     async fn save(&self) {
-        let kept = DesktopState { paused_until: self.notifier.paused_until(Utc::now()), looked_at: Some(self.seen) };
+        let kept =
+            DesktopState { paused_until: self.notifier.paused_until(Utc::now()), looked_at: Some(self.seen) };
         if let Err(e) = self.pool.run(move |conn| Ok(settings::set_desktop_state(conn, &kept)?)).await {
             tracing::warn!("cannot keep the pause and the last look for the next start: {e}");
         }
