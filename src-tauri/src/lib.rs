@@ -24,7 +24,7 @@ use cpwatch::config::Config;
 use cpwatch::dashboard::DesktopLink;
 use cpwatch::server::{self, Receiver, ServerError};
 use cpwatch::store::{LiveEvent, ReadPool};
-use tauri::{AppHandle, Manager as _, RunEvent, Runtime, WindowEvent};
+use tauri::{AppHandle, Manager as _, RunEvent, Runtime};
 use tokio::sync::{broadcast, mpsc as async_mpsc, oneshot};
 
 pub use autostart::{AtLogin, Autostart};
@@ -32,7 +32,7 @@ pub use instance::{Claim, Primary, Request};
 pub use notifications::Message;
 pub use tray::{ids as menu_ids, next_morning, on_menu, Tray, View};
 pub use watcher::Control;
-pub use window::LABEL as WINDOW_LABEL;
+pub use window::{WindowProgram, Windows, WINDOW_FLAG};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +58,9 @@ struct Args {
     /// Only warnings and errors.
     #[arg(short, long)]
     quiet: bool,
+    /// Internal: be the dashboard window of the app in the tray, showing this URL.
+    #[arg(long = "window-for", value_name = "URL", hide = true)]
+    window_for: Option<String>,
 }
 
 /// What the app's parts share (managed Tauri state).
@@ -176,6 +179,8 @@ pub struct Options {
     pub notices: Notices,
     /// The single-instance socket, to bring the window forward when started again.
     pub instance: Option<Primary>,
+    /// What shows the dashboard window (this executable, as a window process).
+    pub window: WindowProgram,
 }
 
 /// The app on any Tauri runtime: the real one, or `tauri::test::mock_builder()`.
@@ -189,6 +194,7 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
             let control_tx = shell.control();
             app.manage(shell);
             app.manage(tray::Tray::<R>::default());
+            app.manage(window::Windows::new(options.window));
             if options.tray {
                 tray::place_icon(&handle);
             }
@@ -197,7 +203,7 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
                 Notices::Desktop { icon } => {
                     let opener = handle.clone();
                     let on_open: notifications::OnOpen =
-                        Arc::new(move |route| window::open_later(&opener, Some(route)));
+                        Arc::new(move |route| window::open(&opener, Some(&route)));
                     let told = control_tx.clone();
                     notifications::spawn(icon, on_open, move |available| {
                         let _ = told.send(Control::Notifications(available));
@@ -211,22 +217,16 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
                 let shower = handle.clone();
                 instance::serve(primary, move |request| {
                     if request == Request::Show {
-                        window::open_later(&shower, None);
+                        window::open(&shower, None);
                     }
                 });
             }
             if !options.hidden {
-                window::open(&handle, None)?;
+                window::open(&handle, None);
             }
             Ok(())
         })
         .on_menu_event(|app, event| tray::on_menu(app, event.id().as_ref()))
-        .on_window_event(|window, event| {
-            // Closing the window is looking away: what failed until now has been seen.
-            if matches!(event, WindowEvent::Destroyed) {
-                window.state::<Shell>().tell(Control::Looked);
-            }
-        })
 }
 
 /// The app keeps running in the tray when its window closes; only Quit (or a signal)
@@ -261,8 +261,23 @@ async fn after_receiver<R: Runtime>(
 
 /// Runs `cpwatch-desktop`.
 pub fn main() -> ExitCode {
+    // GTK loads the GL stack (Mesa and its LLVM, ~50 MiB) when it opens the display, for
+    // GL the tray app never draws with: off unless the person asks for it. Set before any
+    // thread starts. The window process inherits it; WebKit paints with its own EGL.
+    if std::env::var_os("GDK_GL").is_none() {
+        std::env::set_var("GDK_GL", "disable");
+    }
     let args = Args::parse();
     cpwatch::cli::init_logging(args.verbose, args.quiet, &["cpwatch", "cpwatch_desktop"]);
+    if let Some(url) = &args.window_for {
+        return match window::run_window(url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cpwatch-desktop: cannot show the dashboard window: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -309,6 +324,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         tray: true,
         notices: Notices::Desktop { icon },
         instance: Some(primary),
+        window: WindowProgram::this_exe().context("cannot find this program to show its window")?,
     };
     let app = app(tauri::Builder::default(), started, options)
         .build(tauri::generate_context!())

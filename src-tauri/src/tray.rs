@@ -233,7 +233,7 @@ pub fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
     let shell = app.state::<Shell>();
     tracing::info!("tray menu: {id}");
     match id {
-        ids::OPEN => window::open_later(app, None),
+        ids::OPEN => window::open(app, None),
         ids::PAUSE_HOUR => shell.tell(Control::Pause(Utc::now() + chrono::Duration::hours(1))),
         ids::PAUSE_TOMORROW => shell.tell(Control::Pause(next_morning(&Local::now()))),
         ids::RESUME => shell.tell(Control::Resume),
@@ -242,7 +242,7 @@ pub fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         ids::START_AT_LOGIN => toggle_start_at_login(&shell),
         ids::QUIT => shell.quit(app),
         other => match other.strip_prefix(ids::UPLOAD_PREFIX) {
-            Some(route) => window::open_later(app, Some(route.to_string())),
+            Some(route) => window::open(app, Some(route)),
             None => tracing::debug!("unknown menu item {other}"),
         },
     }

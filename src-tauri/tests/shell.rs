@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use cpwatch::config::Config;
 use cpwatch::send::{self, Body, Fields, SendAuth, SendOptions, Template};
 use cpwatch::store::settings::{self, DesktopState, NotificationPrefs, Preferences};
-use cpwatch_desktop::{menu_ids, Autostart, Control, Message, Notices, Options, Shell, Started, Tray, View};
+use cpwatch_desktop::{
+    menu_ids, Autostart, Control, Message, Notices, Options, Shell, Started, Tray, View, WindowProgram,
+    Windows,
+};
 use tauri::menu::MenuItemKind;
 use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime};
 use tauri::{App, Manager as _};
@@ -81,7 +84,13 @@ fn start_after(group_window_seconds: u32, kept: &DesktopState, earlier: &[(&str,
     let (webhook_url, dashboard_url) =
         (started.shell().webhook_url.clone(), started.shell().dashboard_url.clone());
     let (tx, notices) = mpsc::channel();
-    let options = Options { hidden: true, tray: false, notices: Notices::To(tx), instance: None };
+    let options = Options {
+        hidden: true,
+        tray: false,
+        notices: Notices::To(tx),
+        instance: None,
+        window: window_stand_in(dir.path()),
+    };
     let mut app = cpwatch_desktop::app(mock_builder(), started, options)
         .build(mock_context(noop_assets()))
         .expect("the app builds on the mock runtime");
@@ -132,6 +141,10 @@ impl Running {
 
     fn deliver(&self, status: &str, upload: Option<&str>, count: usize) {
         deliver(&self.webhook_url, status, upload, count);
+    }
+
+    fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     /// What the app keeps for its next start, as stored.
@@ -328,25 +341,52 @@ fn pause_until_tomorrow_lasts_until_the_next_morning() {
     assert_eq!(until.with_timezone(&chrono::Local).format("%H:%M").to_string(), "08:00");
 }
 
-#[test]
-fn an_upload_in_the_menu_opens_the_window_at_its_detail() {
-    let app = start(30);
-    assert!(app.app.get_webview_window(cpwatch_desktop::WINDOW_LABEL).is_none(), "started hidden");
-    app.click(menu_ids::OPEN);
-    let window = eventually("the window opens", || app.app.get_webview_window(cpwatch_desktop::WINDOW_LABEL));
-    assert_eq!(
-        window.url().expect("url").as_str(),
-        app.dashboard_url,
-        "the window shows the in-process dashboard"
+/// A stand-in for the window process that speaks its protocol (`--window-for <URL>`, then
+/// one route per stdin line) and writes down what it was told; `#/close` ends it, as
+/// closing the real window does. The real window process is in the desktop e2e test.
+fn window_stand_in(dir: &Path) -> WindowProgram {
+    let script = format!(
+        "printf '%s\\n' \"$2\" >> {dir}/started; \
+         while IFS= read -r route; do \
+           [ \"$route\" = '#/close' ] && exit 0; \
+           printf '%s\\n' \"$route\" >> {dir}/shown; \
+         done",
+        dir = dir.display()
     );
-    app.click("upload:#/uploads/189/85045");
-    eventually("the window shows the upload", || {
-        let url = window.url().ok()?;
-        (url.as_str() == format!("{}#/uploads/189/85045", app.dashboard_url)).then_some(())
-    });
+    WindowProgram { program: "sh".into(), args: vec!["-c".into(), script, "window".into()] }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+#[test]
+fn the_window_is_a_process_of_its_own_shown_at_what_the_menu_asks() {
+    let app = start(30);
+    let windows = || app.app.state::<Windows>();
+    assert!(!windows().shown(), "started hidden: no window process");
     app.click(menu_ids::OPEN);
-    let windows = app.app.webview_windows();
-    assert_eq!(windows.len(), 1, "opening again brings the same window forward: {:?}", windows.keys());
+    let started = eventually("a window process starts", || {
+        Some(lines(&app.dir().join("started"))).filter(|l| !l.is_empty())
+    });
+    assert_eq!(started, [app.dashboard_url.clone()], "it shows the in-process dashboard");
+    assert!(windows().shown());
+    app.click("upload:#/uploads/189/85045");
+    app.click(menu_ids::OPEN);
+    let shown = eventually("the running window is told", || {
+        Some(lines(&app.dir().join("shown"))).filter(|l| l.len() == 2)
+    });
+    assert_eq!(shown, ["#/uploads/189/85045", ""], "a route, then only bring it forward");
+    assert_eq!(lines(&app.dir().join("started")).len(), 1, "one window process, brought forward");
+
+    // Its window closed: the process ends, and the next Open starts a new one at the route.
+    app.click("upload:#/close");
+    eventually("the window process is gone", || (!windows().shown()).then_some(()));
+    app.click("upload:#/uploads/189/85046");
+    let started = eventually("a new window process starts", || {
+        Some(lines(&app.dir().join("started"))).filter(|l| l.len() == 2)
+    });
+    assert_eq!(started[1], format!("{}#/uploads/189/85046", app.dashboard_url));
 }
 
 #[test]
