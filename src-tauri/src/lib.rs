@@ -261,12 +261,6 @@ async fn after_receiver<R: Runtime>(
 
 /// Runs `cpwatch-desktop`.
 pub fn main() -> ExitCode {
-    // GTK loads the GL stack (Mesa and its LLVM, ~50 MiB) when it opens the display, for
-    // GL the tray app never draws with: off unless the person asks for it. Set before any
-    // thread starts. The window process inherits it; WebKit paints with its own EGL.
-    if std::env::var_os("GDK_GL").is_none() {
-        std::env::set_var("GDK_GL", "disable");
-    }
     let args = Args::parse();
     cpwatch::cli::init_logging(args.verbose, args.quiet, &["cpwatch", "cpwatch_desktop"]);
     if let Some(url) = &args.window_for {
@@ -278,7 +272,14 @@ pub fn main() -> ExitCode {
             }
         };
     }
-    match run(args) {
+    // GTK loads the GL stack (Mesa and its LLVM, ~50 MiB) when it opens the display, for
+    // GL the tray app never draws with: off unless the person set it. Set before any
+    // thread starts; the window process, which draws, gets the person's setting back.
+    let gl_off_here = std::env::var_os(GDK_GL).is_none();
+    if gl_off_here {
+        std::env::set_var(GDK_GL, "disable");
+    }
+    match run(args, gl_off_here) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = format!("{e:#}");
@@ -289,7 +290,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+/// GTK's switch for its GL support.
+const GDK_GL: &str = "GDK_GL";
+
+fn run(args: Args, gl_off_here: bool) -> anyhow::Result<()> {
     let request = if args.hidden { Request::Ping } else { Request::Show };
     let dir =
         instance::default_dir().context("no runtime or cache directory is known (set XDG_RUNTIME_DIR)")?;
@@ -324,7 +328,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         tray: true,
         notices: Notices::Desktop { icon },
         instance: Some(primary),
-        window: WindowProgram::this_exe().context("cannot find this program to show its window")?,
+        window: WindowProgram {
+            unset: if gl_off_here { vec![GDK_GL.into()] } else { Vec::new() },
+            ..WindowProgram::this_exe().context("cannot find this program to show its window")?
+        },
     };
     let app = app(tauri::Builder::default(), started, options)
         .build(tauri::generate_context!())

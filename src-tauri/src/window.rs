@@ -39,12 +39,14 @@ fn hash_route(route: Option<&str>) -> &str {
 pub struct WindowProgram {
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// Environment variables the app set for itself only, left out of the window's.
+    pub unset: Vec<String>,
 }
 
 impl WindowProgram {
     /// This executable.
     pub fn this_exe() -> std::io::Result<WindowProgram> {
-        Ok(WindowProgram { program: std::env::current_exe()?, args: Vec::new() })
+        Ok(WindowProgram { program: std::env::current_exe()?, args: Vec::new(), unset: Vec::new() })
     }
 }
 
@@ -87,7 +89,11 @@ impl Windows {
             *running = None;
         }
         let url = url(dashboard_url, route)?;
-        let mut child = Command::new(&self.program.program)
+        let mut command = Command::new(&self.program.program);
+        for name in &self.program.unset {
+            command.env_remove(name);
+        }
+        let mut child = command
             .args(&self.program.args)
             .arg(WINDOW_FLAG)
             .arg(url.as_str())

@@ -353,7 +353,11 @@ fn window_stand_in(dir: &Path) -> WindowProgram {
          done",
         dir = dir.display()
     );
-    WindowProgram { program: "sh".into(), args: vec!["-c".into(), script, "window".into()] }
+    WindowProgram {
+        program: "sh".into(),
+        args: vec!["-c".into(), script, "window".into()],
+        unset: Vec::new(),
+    }
 }
 
 fn lines(path: &Path) -> Vec<String> {
