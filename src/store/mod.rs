@@ -6,6 +6,7 @@
 //! never block it. Durability: WAL with `synchronous=FULL`, so a commit has reached
 //! the disk (the WAL file is fsynced) before any delivery in it is acknowledged.
 
+mod checkpoint;
 pub mod overview;
 pub mod query;
 mod schema;

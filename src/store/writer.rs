@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{query, to_ms, StoreError};
+use super::{checkpoint, query, to_ms, StoreError};
 use crate::event::{Event, Parsed, PayloadError, UploadEvent, UploadStatus};
 use crate::upload::{Transition, UploadState};
 
@@ -204,19 +204,31 @@ impl WriterHandle {
 /// Opens the database and starts the writer thread. The thread ends, after
 /// committing everything queued, once every [`WriterHandle`] is dropped.
 pub fn spawn(path: PathBuf, refused_keep: usize) -> Result<(WriterHandle, JoinHandle<()>), StoreError> {
-    let conn = super::open(&path)?;
+    let conn = open_for_writing(&path)?;
     let (tx, rx) = mpsc::channel(QUEUE);
     let (live, _) = broadcast::channel(LIVE_BUFFER);
     let publish = live.clone();
+    let thread_error =
+        |source| StoreError::Io { action: "cannot start a store thread for", path: path.clone(), source };
+    let checkpointer = checkpoint::spawn(&path).map_err(thread_error)?;
     let thread = std::thread::Builder::new()
         .name("cpwatch-writer".into())
-        .spawn(move || run(conn, path, rx, refused_keep, publish))
-        .map_err(|source| StoreError::Io {
-            action: "cannot start the writer thread for",
-            path: PathBuf::new(),
-            source,
-        })?;
+        .spawn({
+            let path = path.clone();
+            move || run(conn, path, rx, refused_keep, publish, checkpointer)
+        })
+        .map_err(thread_error)?;
     Ok((WriterHandle { tx, live, dropped_refusals: Arc::default() }, thread))
+}
+
+/// The writer's connection: it never checkpoints (the checkpointer thread does, off the
+/// commit path) and keeps a larger page cache, since every delivery touches many indexes.
+fn open_for_writing(path: &std::path::Path) -> Result<Connection, StoreError> {
+    let conn = super::open(path)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // Negative: KiB, so 32 MiB.
+    conn.pragma_update(None, "cache_size", -32_768)?;
+    Ok(conn)
 }
 
 fn run(
@@ -225,6 +237,7 @@ fn run(
     mut rx: mpsc::Receiver<Op>,
     refused_keep: usize,
     live: broadcast::Sender<LiveEvent>,
+    (committed, checkpointer): (checkpoint::Committed, JoinHandle<()>),
 ) {
     let mut conn = Some(conn);
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -240,8 +253,9 @@ fn run(
         if conn.is_none() {
             // A previous batch failed (disk full, file made read-only, ...): start
             // from a fresh connection so that the store recovers once the fault is gone.
-            conn =
-                super::open(&path).inspect_err(|e| tracing::error!("cannot reopen the database: {e}")).ok();
+            conn = open_for_writing(&path)
+                .inspect_err(|e| tracing::error!("cannot reopen the database: {e}"))
+                .ok();
         }
         let outcome = match conn.as_mut() {
             Some(c) => commit(c, &batch, refused_keep).map_err(|e| e.to_string()),
@@ -249,6 +263,7 @@ fn run(
         };
         match outcome {
             Ok(mut results) => {
+                committed.tell();
                 for (op, result) in batch.drain(..).zip(results.drain(..)) {
                     match (op, result) {
                         (Op::Delivery(delivery, reply), Some(result)) => {
@@ -284,6 +299,9 @@ fn run(
             }
         }
     }
+    // The checkpointer's last checkpoint ends before the final one here.
+    drop(committed);
+    let _ = checkpointer.join();
     if let Some(conn) = conn {
         // Folds the WAL back into the main file so a stopped receiver leaves one tidy file.
         let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
