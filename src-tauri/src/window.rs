@@ -185,9 +185,9 @@ pub fn run_window(url: &str) -> anyhow::Result<()> {
 fn bring_forward<R: Runtime>(app: &AppHandle<R>, base: &Url, route: &str) {
     let Some(window) = app.get_webview_window(LABEL) else { return };
     let shown = (|| -> anyhow::Result<()> {
-        if route.starts_with('#') {
+        if let Some(fragment) = route.strip_prefix('#') {
             let mut target = base.clone();
-            target.set_fragment(Some(&route[1..]));
+            target.set_fragment(Some(fragment));
             window.navigate(target)?;
         }
         window.show()?;
