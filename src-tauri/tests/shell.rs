@@ -373,7 +373,7 @@ fn the_window_is_a_process_of_its_own_shown_at_what_the_menu_asks() {
     let started = eventually("a window process starts", || {
         Some(lines(&app.dir().join("started"))).filter(|l| !l.is_empty())
     });
-    assert_eq!(started, [app.dashboard_url.clone()], "it shows the in-process dashboard");
+    assert_eq!(started, std::slice::from_ref(&app.dashboard_url), "it shows the in-process dashboard");
     assert!(windows().shown());
     app.click("upload:#/uploads/189/85045");
     app.click(menu_ids::OPEN);
