@@ -146,6 +146,10 @@ async fn first_run_guide_shows_the_real_receiver_and_its_test_delivery_lands(cpw
         "the overview says the receiver accepted the test delivery: {flash:?}"
     );
     assert!(
+        flash.contains("It is upload test-") && flash.contains("in study \"test\""),
+        "and names the upload it made: {flash:?}"
+    );
+    assert!(
         page.text("[data-testid=auth-off-warning]").await.is_some(),
         "with no webhook configured the overview warns that authentication is off"
     );
