@@ -666,6 +666,12 @@ async fn inside_the_desktop_app_the_settings_page_turns_start_at_login_on_and_of
             )
             .await;
             assert!(!entry.exists(), "unticking it turns start at login off");
+            // The tray turns it on while the page is open: the box follows once the
+            // window has the focus again.
+            cpwatch::dashboard::DesktopSettings::set_start_at_login(&StartAtLoginFile(entry.clone()), true)
+                .expect("turned on elsewhere");
+            page.js("window.dispatchEvent(new FocusEvent('focus'))", vec![]).await;
+            page.wait("the box shows the change made elsewhere", checked, vec![]).await;
             page.screenshot("settings-desktop").await;
         }
     })

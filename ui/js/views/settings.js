@@ -358,9 +358,10 @@ function preferencesPanels(settings, ctx, reloadAll) {
 
 /**
  * The desktop app's own settings (only when the dashboard runs inside it): starting at
- * login. A change applies at once, like the tray's toggle.
+ * login. A change applies at once, like the tray's toggle. The tray can change it too,
+ * while this page is open: the box is read again whenever the window gets the focus back.
  */
-function desktopPanel(desktop) {
+function desktopPanel(desktop, ctx) {
   const result = outcome('start-at-login-result');
   const available = desktop.start_at_login !== null;
   const box = checkbox('start-at-login', 'Start cpwatch when I log in', Boolean(desktop.start_at_login),
@@ -382,6 +383,15 @@ function desktopPanel(desktop) {
       input.disabled = false;
     }
   });
+  window.addEventListener('focus', async () => {
+    if (input.disabled && available) return; // a change of ours is on its way
+    try {
+      const settings = await api.get('/api/settings', null, ctx.signal);
+      if (settings.desktop) input.checked = Boolean(settings.desktop.start_at_login);
+    } catch (e) {
+      // Not fatal: the box keeps what it showed.
+    }
+  }, { signal: ctx.signal });
   return h('section', { class: 'panel', id: 'settings-desktop', testid: 'desktop-settings', 'aria-labelledby': 'desktop-title' },
     h('h2', { id: 'desktop-title' }, 'Desktop app'),
     box,
@@ -435,7 +445,7 @@ export function mount(root, route, ctx) {
     webhooksSlot = h('div', null, webhooksPanel(settings, ctx, reloadWebhooks));
     studiesSlot = h('div', null, studyNamesPanel(ctx, reloadStudyNames));
     const [receiverPanel, prefsForm] = preferencesPanels(settings, ctx, load);
-    replace(body, receiverPanel, settings.desktop ? desktopPanel(settings.desktop) : null, webhooksSlot, studiesSlot, prefsForm,
+    replace(body, receiverPanel, settings.desktop ? desktopPanel(settings.desktop, ctx) : null, webhooksSlot, studiesSlot, prefsForm,
       h('p', { class: 'muted small' }, 'Looking for how to connect CentrePoint? ', h('a', { href: links.setup() }, 'Open the setup guide'), '.'));
     scrollToSection();
   };
