@@ -97,6 +97,18 @@ struct Group {
 /// told within seconds), or when its window ends, whichever comes first.
 pub const SETTLE_SECONDS: u32 = 5;
 
+/// A failed delivery, as its notice names it.
+struct Failure<'a> {
+    kind: Kind,
+    study: &'a str,
+    subject: Option<&'a str>,
+    upload: Option<&'a str>,
+    event_name: &'a str,
+    error: Option<String>,
+    /// The delivery, opened when neither upload nor subject is known.
+    seq: i64,
+}
+
 /// The stateful policy: preferences, pause, groups being collected, stalls already told.
 #[derive(Debug)]
 pub struct Notifier {
@@ -214,15 +226,15 @@ impl Notifier {
             .or_else(|| summary.split_once(": ").map(|(_, message)| message.to_string()));
         if failure {
             // A failure is never held back or folded into a group.
-            return vec![self.failure_notice(
+            return vec![self.failure_notice(Failure {
                 kind,
-                &study,
-                subject_id.as_deref(),
-                upload_id.as_deref(),
-                name,
+                study: &study,
+                subject: subject_id.as_deref(),
+                upload: upload_id.as_deref(),
+                event_name: name,
                 error,
-                *seq,
-            )];
+                seq: *seq,
+            })];
         }
         let group = self.groups.entry((study.clone(), kind)).or_insert_with(|| Group {
             opened_at: now,
@@ -238,17 +250,8 @@ impl Notifier {
         Vec::new()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn failure_notice(
-        &self,
-        kind: Kind,
-        study: &str,
-        subject: Option<&str>,
-        upload: Option<&str>,
-        event_name: &str,
-        error: Option<String>,
-        seq: i64,
-    ) -> Notice {
+    fn failure_notice(&self, failure: Failure<'_>) -> Notice {
+        let Failure { kind, study, subject, upload, event_name, error, seq } = failure;
         let what = match (kind, event_name) {
             (Kind::UploadFailed, _) => "Upload failed".to_string(),
             (_, "raw_processing_complete") => "Raw data processing failed".to_string(),
