@@ -192,9 +192,10 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
             let handle = app.handle().clone();
             let (pool, link, autostart) = (shell.pool.clone(), shell.link.clone(), shell.autostart.clone());
             let control_tx = shell.control();
+            let shell_url = shell.dashboard_url.clone();
             app.manage(shell);
             app.manage(tray::Tray::<R>::default());
-            app.manage(window::Windows::new(options.window));
+            app.manage(window::Windows::new(options.window, shell_url, control_tx.clone()));
             if options.tray {
                 tray::place_icon(&handle);
             }

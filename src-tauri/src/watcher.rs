@@ -75,6 +75,8 @@ pub struct Watcher<R: Runtime> {
     notifications: Option<bool>,
     started: Vec<UploadRow>,
     stall_after: Duration,
+    /// The time the last wake handled everything due by.
+    woke_at: DateTime<Utc>,
 }
 
 impl<R: Runtime> Watcher<R> {
@@ -99,6 +101,7 @@ impl<R: Runtime> Watcher<R> {
             notifications: None,
             started: Vec::new(),
             stall_after: Duration::minutes(prefs.stalled_after_minutes.into()),
+            woke_at: since,
         }
     }
 
@@ -112,7 +115,9 @@ impl<R: Runtime> Watcher<R> {
         self.restore().await;
         self.wake(&[]).await;
         loop {
-            let deadline = self.next_deadline(Utc::now());
+            // Against the time the last wake handled, not now: a deadline that fell during
+            // that wake is still ahead of it, and is handled at once.
+            let deadline = self.next_deadline(self.woke_at);
             let sleep = async {
                 match deadline {
                     Some(at) => {
@@ -199,8 +204,11 @@ impl<R: Runtime> Watcher<R> {
                     );
                     self.notifier.pause_until(until);
                 }
-                if let Some(looked) = kept.looked_at {
-                    self.seen = looked;
+                match kept.looked_at {
+                    Some(looked) => self.seen = looked,
+                    // The first start: from now on, failures are new until looked at,
+                    // also across restarts before the first look.
+                    None => self.save().await,
                 }
             }
             Err(e) => tracing::warn!("cannot read the pause and the last look from before: {e}"),
@@ -230,6 +238,7 @@ impl<R: Runtime> Watcher<R> {
     /// One wake: read the store, feed the policy, notify, redraw.
     async fn wake(&mut self, events: &[LiveEvent]) {
         let now = Utc::now();
+        self.woke_at = now;
         let seen = self.seen;
         match self.pool.run(move |conn| read(conn, seen, now)).await {
             Ok(snapshot) => {

@@ -992,6 +992,7 @@ fn the_desktop_app_notifies_shows_the_state_in_its_tray_and_keeps_receiving_with
 
     // Send a test delivery from the tray: it goes through the receiver and is told; a
     // click on what it says opens the window at the upload it made.
+    desktop.dunstctl(&["close-all"]).expect("nothing else on screen");
     desktop.click(&item, &menu, "Send a test delivery");
     eventually("the test delivery's notification is on screen", || {
         desktop.dunstctl(&["count", "displayed"]).ok().filter(|c| c.trim() != "0")

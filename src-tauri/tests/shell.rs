@@ -293,7 +293,10 @@ fn pausing_from_the_menu_silences_notifications_until_resumed() {
 fn a_pause_and_the_last_look_are_kept_for_the_next_start() {
     let app = start(1);
     app.tray_shows("the tray is drawn", |_| true);
-    assert_eq!(app.kept(), DesktopState::default(), "nothing kept before anything happened");
+    let first = eventually("the first start is kept as the last look", || {
+        Some(app.kept()).filter(|k| k.looked_at.is_some())
+    });
+    assert_eq!(first.paused_until, None);
     app.click(menu_ids::PAUSE_HOUR);
     let kept = eventually("the pause is kept", || Some(app.kept()).filter(|k| k.paused_until.is_some()));
     let until = kept.paused_until.expect("a pause");
@@ -342,14 +345,16 @@ fn pause_until_tomorrow_lasts_until_the_next_morning() {
 }
 
 /// A stand-in for the window process that speaks its protocol (`--window-for <URL>`, then
-/// one route per stdin line) and writes down what it was told; `#/close` ends it, as
-/// closing the real window does. The real window process is in the desktop e2e test.
+/// one route per stdin line, each answered `shown`) and writes down what it was told and
+/// its pid, so the test can end it as closing the window does. `#/unanswered` ends it
+/// without an answer, as a window closed just as a route arrives. The real window
+/// process is in the desktop e2e test.
 fn window_stand_in(dir: &Path) -> WindowProgram {
     let script = format!(
-        "printf '%s\\n' \"$2\" >> {dir}/started; \
+        "printf '%s\\n' \"$2\" >> {dir}/started; echo $$ > {dir}/pid; \
          while IFS= read -r route; do \
-           [ \"$route\" = '#/close' ] && exit 0; \
-           printf '%s\\n' \"$route\" >> {dir}/shown; \
+           [ \"$route\" = '#/unanswered' ] && exit 0; \
+           printf '%s\\n' \"$route\" >> {dir}/shown; echo shown; \
          done",
         dir = dir.display()
     );
@@ -384,13 +389,22 @@ fn the_window_is_a_process_of_its_own_shown_at_what_the_menu_asks() {
     assert_eq!(lines(&app.dir().join("started")).len(), 1, "one window process, brought forward");
 
     // Its window closed: the process ends, and the next Open starts a new one at the route.
-    app.click("upload:#/close");
+    let pid = std::fs::read_to_string(app.dir().join("pid")).expect("the stand-in's pid");
+    let ended = std::process::Command::new("kill").arg(pid.trim()).status().expect("kill");
+    assert!(ended.success());
     eventually("the window process is gone", || (!windows().shown()).then_some(()));
     app.click("upload:#/uploads/189/85046");
     let started = eventually("a new window process starts", || {
         Some(lines(&app.dir().join("started"))).filter(|l| l.len() == 2)
     });
     assert_eq!(started[1], format!("{}#/uploads/189/85046", app.dashboard_url));
+
+    // A route the window closed before showing is shown again, in a new window.
+    app.click("upload:#/unanswered");
+    let started = eventually("the route is shown in a new window", || {
+        Some(lines(&app.dir().join("started"))).filter(|l| l.len() == 3)
+    });
+    assert_eq!(started[2], format!("{}#/unanswered", app.dashboard_url));
 }
 
 #[test]

@@ -10,8 +10,10 @@
 //!
 //! A passive checkpoint copies what was committed when it began; under sustained load
 //! with readers, the WAL file may never be started over. Once it passes [`WAL_LIMIT`], a
-//! `RESTART` checkpoint waits for the writer's current transaction, copies everything
-//! and lets the next commit start the WAL from its beginning.
+//! `RESTART` checkpoint copies everything and lets the next commit start the WAL from its
+//! beginning. It holds back new commits while it waits for the writer's transaction and
+//! for readers, so it waits at most [`RESTART_WAIT`]; when that is not enough it acts as a
+//! passive one, and the next checkpoint tries again.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -22,6 +24,8 @@ use rusqlite::Connection;
 
 /// The shortest time between two checkpoints: copying in bulk is cheaper.
 const PAUSE: Duration = Duration::from_millis(250);
+/// How long a checkpoint waits for the writer's transaction and for readers.
+const RESTART_WAIT: Duration = Duration::from_millis(20);
 /// A WAL file larger than this is checkpointed completely and started over.
 const WAL_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -56,6 +60,10 @@ fn run(path: &Path, commits: Receiver<()>) {
         while commits.try_recv().is_ok() {}
         if conn.is_none() {
             conn = super::open(path)
+                .and_then(|c| {
+                    c.busy_timeout(RESTART_WAIT)?;
+                    Ok(c)
+                })
                 .inspect_err(|e| tracing::warn!("checkpointer: cannot open the database: {e}"))
                 .ok();
         }

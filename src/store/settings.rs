@@ -41,7 +41,7 @@ pub struct NotificationPrefs {
     /// A burst of deliveries is told as one notification once [`crate::notify::SETTLE_SECONDS`]
     /// pass with nothing new, or this many seconds after it began at the latest.
     pub group_window_seconds: u32,
-    /// During these hours only failures notify.
+    /// During these hours only failures (and stalled uploads) notify.
     pub quiet_hours: Option<QuietHours>,
     /// Studies that never notify.
     pub muted_studies: Vec<String>,

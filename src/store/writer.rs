@@ -240,8 +240,8 @@ const AUTOCHECKPOINT_PAGES: u32 = 1000;
 /// Where checkpoints run. At a steady rate, SQLite's own checkpoint inside a commit now
 /// and then costs less at the tail than a concurrent one, whose database-file sync slows
 /// the WAL syncs every commit waits for (measured: p99 at 500/s 7.5 ms here, 14–46 ms with
-/// a concurrent checkpointer). Under saturation the checkpointer thread takes them, and
-/// the writer commits 30–50 % more deliveries per second.
+/// a concurrent checkpointer). Under saturation the checkpointer thread takes them
+/// (measured: +5 to +18 % deliveries per second, within the noise; `BENCHMARKS.md`).
 #[derive(Debug, Default)]
 struct Checkpoints {
     offloaded: bool,

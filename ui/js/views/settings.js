@@ -339,8 +339,8 @@ function preferencesPanels(settings, ctx, reloadAll) {
       h('p', { class: 'hint' }, 'What the cpwatch desktop app tells you about.'),
       h('fieldset', null, h('legend', null, 'Notify me when'), Object.values(checks)),
       h('div', { class: 'form-grid' },
-        field('Group a burst for up to (seconds)', groupWindow, 'Deliveries arriving together make one notification, told once 5 seconds pass with nothing new, or after this long at most. 0 tells each at once.'),
-        field('Quiet hours from', quietStart, 'During quiet hours only failures notify.'),
+        field('Group a burst for up to (seconds)', groupWindow, 'Deliveries arriving together make one notification, told once 5 seconds pass with nothing new, or after this long at most. 0 does not wait.'),
+        field('Quiet hours from', quietStart, 'During quiet hours only failures and stalled uploads notify.'),
         field('until', quietEnd)),
       known.length || mutedOthers.length
         ? h('fieldset', null, h('legend', null, 'Never notify for these studies'), mutedBoxes,
@@ -368,7 +368,9 @@ function desktopPanel(desktop, ctx) {
     available ? 'It starts in the tray, without opening this window.' : '(not available: no autostart directory is known)');
   const input = box.querySelector('input');
   input.disabled = !available;
+  let changes = 0;
   input.addEventListener('change', async () => {
+    changes += 1;
     const wanted = input.checked;
     input.disabled = true;
     result.clear();
@@ -384,10 +386,12 @@ function desktopPanel(desktop, ctx) {
     }
   });
   window.addEventListener('focus', async () => {
+    const before = changes;
     if (input.disabled && available) return; // a change of ours is on its way
     try {
       const settings = await api.get('/api/settings', null, ctx.signal);
-      if (settings.desktop) input.checked = Boolean(settings.desktop.start_at_login);
+      // A change made meanwhile answers for itself: this reading may be older.
+      if (settings.desktop && changes === before) input.checked = Boolean(settings.desktop.start_at_login);
     } catch (e) {
       // Not fatal: the box keeps what it showed.
     }
