@@ -71,8 +71,8 @@ pub struct Shell {
     /// The public URL from the configuration (the dashboard's Settings may override it).
     pub configured_public_url: Option<String>,
     pub pool: ReadPool,
-    pub autostart: Option<Autostart>,
-    /// Start at login, for the tray's toggle (the dashboard has its own handle).
+    /// Start at login, for the tray's toggle and the tray's check mark (the dashboard
+    /// has its own handle).
     pub at_login: Arc<AtLogin>,
     link: DesktopLink,
     control: async_mpsc::UnboundedSender<Control>,
@@ -132,7 +132,7 @@ impl Started {
         let receiver = Receiver::start(config).await?;
         let (control_tx, control) = async_mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let at_login = Arc::new(AtLogin { autostart: autostart.clone(), control: control_tx.clone() });
+        let at_login = Arc::new(AtLogin { autostart, control: control_tx.clone() });
         let link = receiver.desktop_link();
         link.attach(at_login.clone());
         let shell = Shell {
@@ -140,7 +140,6 @@ impl Started {
             webhook_url: receiver.webhook_url(),
             configured_public_url,
             pool: receiver.pool(),
-            autostart,
             at_login,
             link,
             control: control_tx,
@@ -190,7 +189,7 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
         .plugin(tauri_plugin_clipboard_manager::init())
         .setup(move |app| {
             let handle = app.handle().clone();
-            let (pool, link, autostart) = (shell.pool.clone(), shell.link.clone(), shell.autostart.clone());
+            let (pool, link, at_login) = (shell.pool.clone(), shell.link.clone(), shell.at_login.clone());
             let control_tx = shell.control();
             let shell_url = shell.dashboard_url.clone();
             app.manage(shell);
@@ -211,7 +210,7 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
                     })?
                 }
             };
-            let watcher = watcher::Watcher::new(handle.clone(), pool, link, autostart, notices, since);
+            let watcher = watcher::Watcher::new(handle.clone(), pool, link, at_login, notices, since);
             tauri::async_runtime::spawn(watcher.run(live, control));
             tauri::async_runtime::spawn(after_receiver(handle.clone(), receiver));
             if let Some(primary) = options.instance {

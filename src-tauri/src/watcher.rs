@@ -4,10 +4,10 @@
 //! Each wake feeds the core's [`Notifier`], sends its notices to the notification
 //! thread, and redraws the tray from the core's tray model.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use chrono::{DateTime, Duration, Local, Offset as _, Utc};
-use cpwatch::dashboard::DesktopLink;
+use cpwatch::dashboard::{DesktopLink, DesktopSettings as _};
 use cpwatch::notify::{Notice, Notifier};
 use cpwatch::store::query::{self, Filter, UploadRow};
 use cpwatch::store::settings::{self, DesktopState, Preferences};
@@ -18,7 +18,7 @@ use tauri::{AppHandle, Runtime};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::autostart::Autostart;
+use crate::autostart::AtLogin;
 use crate::notifications::Message;
 use crate::tray::{self, View};
 
@@ -65,7 +65,7 @@ pub struct Watcher<R: Runtime> {
     app: AppHandle<R>,
     pool: ReadPool,
     link: DesktopLink,
-    autostart: Option<Autostart>,
+    at_login: Arc<AtLogin>,
     notices: mpsc::Sender<Message>,
     notifier: Notifier,
     /// When the person last looked at the dashboard.
@@ -84,7 +84,7 @@ impl<R: Runtime> Watcher<R> {
         app: AppHandle<R>,
         pool: ReadPool,
         link: DesktopLink,
-        autostart: Option<Autostart>,
+        at_login: Arc<AtLogin>,
         notices: mpsc::Sender<Message>,
         since: DateTime<Utc>,
     ) -> Self {
@@ -93,7 +93,7 @@ impl<R: Runtime> Watcher<R> {
             app,
             pool,
             link,
-            autostart,
+            at_login,
             notices,
             notifier: Notifier::new(prefs.notifications.clone(), local_offset()),
             seen: since,
@@ -274,7 +274,7 @@ impl<R: Runtime> Watcher<R> {
         let paused_until = self.notifier.paused_until(now);
         let available = self.notifications.unwrap_or(true);
         let model = core_tray::model(inputs, self.listening, paused_until, available);
-        let start_at_login = self.autostart.as_ref().is_some_and(Autostart::enabled);
+        let start_at_login = self.at_login.start_at_login().unwrap_or(false);
         let status = json!({
             "notifications": match self.notifications {
                 Some(true) => "available",

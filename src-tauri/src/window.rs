@@ -186,10 +186,8 @@ fn next_generation() -> u64 {
 /// Shows the dashboard at `route` (the overview when `None`): brings the window forward
 /// if it is open, starts it otherwise. Failures are logged (nobody to return them to).
 pub fn open<R: Runtime>(app: &AppHandle<R>, route: Option<&str>) {
-    tracing::info!(
-        "showing the dashboard at {}",
-        route.filter(|r| r.starts_with('#')).unwrap_or("#/overview")
-    );
+    let shown = hash_route(route);
+    tracing::info!("showing the dashboard at {}", if shown.is_empty() { "#/overview" } else { shown });
     if let Err(e) = app.state::<Windows>().show(route) {
         tracing::error!("cannot show the dashboard window: {e:#}");
     }

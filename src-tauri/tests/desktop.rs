@@ -10,6 +10,8 @@
 //! The stack is set up by the test itself. A missing tool fails the test, naming the
 //! package group that installs it: `bash scripts/setup.sh base desktop e2e`.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -17,7 +19,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cpwatch::send::{self, Body, Fields, SendAuth, SendOptions, Template};
 use cpwatch::store::settings::{self, NotificationPrefs, Preferences};
 use serde_json::Value;
 use x11rb::connection::Connection as _;
@@ -754,30 +755,7 @@ impl X11 {
 
 /// Sends `count` upload deliveries with `status` through the receiver at `url`.
 fn deliver(url: &str, status: &str, study: &str, upload: Option<&str>, count: usize) {
-    let template = Template {
-        event: "upload".into(),
-        webhook_id: Some("15".into()),
-        extra_headers: Vec::new(),
-        body: Body::Generated(Fields {
-            status: Some(status.into()),
-            study: Some(study.into()),
-            subject: Some("44732".into()),
-            upload: upload.map(str::to_string),
-            message: (status == "error").then(|| "Device clock invalid".into()),
-        }),
-        delivery_id: None,
-        validation_code: None,
-    };
-    let options = SendOptions {
-        url: url.into(),
-        auth: SendAuth::None,
-        count,
-        concurrency: count,
-        retries: 2,
-        timeout: Duration::from_secs(20),
-    };
-    let outcomes = runtime().block_on(send::send(template, options)).expect("send");
-    assert!(outcomes.iter().all(send::Outcome::ok), "the receiver acknowledges every delivery: {outcomes:?}");
+    runtime().block_on(common::send_uploads(url, status, study, upload, count));
 }
 
 fn runtime() -> tokio::runtime::Runtime {

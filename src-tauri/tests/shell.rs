@@ -2,12 +2,13 @@
 //! real deliveries over HTTP, the app built with `tauri::test::mock_builder()`; the
 //! notifications it would show are read from a channel and the tray from its menu.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cpwatch::config::Config;
-use cpwatch::send::{self, Body, Fields, SendAuth, SendOptions, Template};
 use cpwatch::store::settings::{self, DesktopState, NotificationPrefs, Preferences};
 use cpwatch_desktop::{
     menu_ids, Autostart, Control, Message, Notices, Options, Shell, Started, Tray, View, WindowProgram,
@@ -159,30 +160,7 @@ impl Running {
 }
 
 fn deliver(url: &str, status: &str, upload: Option<&str>, count: usize) {
-    let template = Template {
-        event: "upload".into(),
-        webhook_id: Some("15".into()),
-        extra_headers: Vec::new(),
-        body: Body::Generated(Fields {
-            status: Some(status.into()),
-            study: Some("189".into()),
-            subject: Some("44732".into()),
-            upload: upload.map(str::to_string),
-            message: (status == "error").then(|| "Device clock invalid".into()),
-        }),
-        delivery_id: None,
-        validation_code: None,
-    };
-    let options = SendOptions {
-        url: url.into(),
-        auth: SendAuth::None,
-        count,
-        concurrency: count,
-        retries: 2,
-        timeout: Duration::from_secs(10),
-    };
-    let outcomes = tauri::async_runtime::block_on(send::send(template, options)).expect("send");
-    assert!(outcomes.iter().all(send::Outcome::ok), "every delivery is acknowledged: {outcomes:?}");
+    tauri::async_runtime::block_on(common::send_uploads(url, status, "189", upload, count));
 }
 
 fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
