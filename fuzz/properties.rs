@@ -8,11 +8,11 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use cpwatch::auth::{AuthMethod, AuthOutcome, AuthTable, Credentials, Secret};
+use cpwatch::emulator::fixture::HttpFixture;
 use cpwatch::event::{self, Event, PayloadError};
-use cpwatch::fixture::HttpFixture;
-use cpwatch::intake;
-use cpwatch::signature::{self, Scheme, SignatureError};
+use cpwatch::receive;
+use cpwatch::receive::auth::{AuthMethod, AuthOutcome, AuthTable, Credentials, Secret};
+use cpwatch::receive::signature::{self, Scheme, SignatureError};
 
 pub const SCHEMES: [Scheme; 3] = [Scheme::Base64Sha256, Scheme::Sha1Hex, Scheme::Sha256Hex];
 
@@ -157,7 +157,7 @@ pub fn headers(data: &[u8], default_auth: bool) {
             map.append(name, value);
         }
     }
-    let redacted = intake::redacted_headers(&map);
+    let redacted = receive::redacted_headers(&map);
     assert_eq!(redacted.len(), map.len(), "one stored header per header received");
     for ((name, shown), (original, value)) in redacted.iter().zip(map.iter()) {
         assert_eq!(name, original.as_str(), "headers are stored under their own names, in order");
@@ -183,9 +183,9 @@ pub fn headers(data: &[u8], default_auth: bool) {
 
     // As the intake reads them: trimmed text, absent when empty or not text.
     let text = |name: &str| map.get(name).and_then(|v| v.to_str().ok());
-    let webhook = text(intake::WEBHOOK_HEADER).map(str::trim).filter(|w| !w.is_empty());
+    let webhook = text(receive::WEBHOOK_HEADER).map(str::trim).filter(|w| !w.is_empty());
     let credentials = Credentials {
-        signature: text(intake::SIGNATURE_HEADER),
+        signature: text(receive::SIGNATURE_HEADER),
         authorization: text("authorization"),
         body: &fixture.body,
     };
@@ -345,16 +345,16 @@ pub fn seeds(fixtures: &[(String, Vec<u8>)]) -> Vec<(&'static str, String, Vec<u
         let credentials = [
             (
                 "15",
-                intake::SIGNATURE_HEADER,
+                receive::SIGNATURE_HEADER,
                 signature::sign(Scheme::Base64Sha256, PASSCODE.as_bytes(), &fixture.body),
             ),
-            ("20", "authorization", cpwatch::auth::basic_header(BASIC_USER, BASIC_PASSWORD)),
+            ("20", "authorization", cpwatch::receive::auth::basic_header(BASIC_USER, BASIC_PASSWORD)),
             ("21", "authorization", format!("Bearer {BEARER}")),
         ];
         for (webhook, header, value) in credentials {
             let mut signed = fixture.clone();
             signed.headers.retain(|(k, _)| {
-                !k.eq_ignore_ascii_case(intake::WEBHOOK_HEADER) && !k.eq_ignore_ascii_case(header)
+                !k.eq_ignore_ascii_case(receive::WEBHOOK_HEADER) && !k.eq_ignore_ascii_case(header)
             });
             signed.headers.push(("X-ActiGraph-Webhook-Id".into(), webhook.into()));
             signed.headers.push((header.into(), value));

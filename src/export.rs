@@ -5,15 +5,17 @@ use std::io::Write;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use crate::store::query::UploadRow;
+use crate::store::uploads::UploadRow;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Csv,
     Json,
 }
 
 impl Format {
+    pub const ALL: [Format; 2] = [Format::Csv, Format::Json];
+
     pub fn extension(self) -> &'static str {
         match self {
             Format::Csv => "csv",

@@ -1,3 +1,7 @@
+//! `cpwatch`: the headless receiver and the command line.
+
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    cpwatch::cli::main()
+    cli::main()
 }

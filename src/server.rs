@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
 use crate::dashboard::{self, DashboardState, DesktopLink};
-use crate::intake::{self, ReceiverState, ServeOptions};
+use crate::receive::{self, ReceiverState, ServeOptions};
 use crate::store::{self, writer, DataDirLock, ReadPool, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -148,13 +148,13 @@ impl Receiver {
         let until_stopped = |mut stopping: watch::Receiver<bool>| async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         };
-        let receiving = intake::serve(
+        let receiving = receive::serve(
             listener,
-            intake::router(state, &config.webhook_path),
+            receive::router(state, &config.webhook_path),
             options.clone(),
             until_stopped(stopping.clone()),
         );
-        let showing = intake::serve(
+        let showing = receive::serve(
             dashboard_listener,
             dashboard::router(dashboard_state),
             options,

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use cpwatch::config::Config;
+use cpwatch::receive::signature::{self, Scheme};
 use cpwatch::server::Receiver;
-use cpwatch::signature::{self, Scheme};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -369,7 +369,7 @@ async fn subjects_list_their_uploads_and_other_events() {
     assert_eq!(h.upload(upload("1", "completed", "189", "44732"), None).await, 200);
     assert_eq!(h.upload(upload("2", "error", "189", "44732"), None).await, 200);
     let daily = std::fs::read("tests/fixtures/daily-statistics-complete.http").expect("fixture");
-    let fixture = cpwatch::fixture::HttpFixture::parse(&daily, "daily").expect("fixture parses");
+    let fixture = cpwatch::emulator::fixture::HttpFixture::parse(&daily, "daily").expect("fixture parses");
     let body = String::from_utf8(fixture.body).expect("utf-8");
     assert_eq!(h.deliver("daily_statistics_complete", &body, None).await, 200);
 

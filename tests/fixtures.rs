@@ -1,8 +1,8 @@
 //! Every CentrePoint fixture parses into the typed record it describes.
 
 use chrono::{NaiveDate, NaiveDateTime};
+use cpwatch::emulator::fixture::HttpFixture;
 use cpwatch::event::{self, Event, UploadStatus};
-use cpwatch::fixture::HttpFixture;
 
 fn parse(name: &str) -> (HttpFixture, Event) {
     let path = std::path::Path::new("tests/fixtures").join(name);

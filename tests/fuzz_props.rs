@@ -19,10 +19,10 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Request};
 use common::{fixtures_dir, Auth, DataDir};
-use cpwatch::auth::{AuthOutcome, Credentials};
+use cpwatch::emulator::fixture::HttpFixture;
 use cpwatch::event::{self, Event, UploadStatus};
-use cpwatch::fixture::HttpFixture;
-use cpwatch::signature::{self, Scheme, SignatureError};
+use cpwatch::receive::auth::{AuthOutcome, Credentials};
+use cpwatch::receive::signature::{self, Scheme, SignatureError};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestRunner};
@@ -209,7 +209,7 @@ proptest! {
     ) {
         let table = properties::auth_table(false);
         let signed = signature::sign(scheme, properties::PASSCODE.as_bytes(), &body);
-        let basic = cpwatch::auth::basic_header(properties::BASIC_USER, properties::BASIC_PASSWORD);
+        let basic = cpwatch::receive::auth::basic_header(properties::BASIC_USER, properties::BASIC_PASSWORD);
         let bearer = format!("Bearer {}", properties::BEARER);
         for (webhook, signature, authorization) in [
             ("15", Some(signed.as_str()), None),
@@ -435,7 +435,7 @@ fn centrepoint_request() -> impl Strategy<Value = Vec<u8>> {
     let body = prop_oneof![prop::sample::select(bodies), vec(any::<u8>(), 0..128)];
     (body, vec((0usize..7, any::<prop::sample::Index>(), "[ -~]{0,24}"), 0..10)).prop_map(|(body, picks)| {
         let signed = signature::sign(Scheme::Base64Sha256, properties::PASSCODE.as_bytes(), &body);
-        let basic = cpwatch::auth::basic_header(properties::BASIC_USER, properties::BASIC_PASSWORD);
+        let basic = cpwatch::receive::auth::basic_header(properties::BASIC_USER, properties::BASIC_PASSWORD);
         let vocabulary: [(&str, Vec<String>); 7] = [
             ("X-ActiGraph-Event", vec!["upload".into(), "validation".into(), "UPLOAD".into()]),
             ("x-actigraph-delivery", vec!["d-1".into(), " d-2 ".into()]),
@@ -512,8 +512,8 @@ impl Intake {
             let (writer, _thread) =
                 cpwatch::store::writer::spawn(db.clone(), 1000).expect("start the writer");
             let state =
-                cpwatch::intake::ReceiverState::new(&config, &db, writer).expect("the receiver state");
-            cpwatch::intake::router(state, "/webhook")
+                cpwatch::receive::ReceiverState::new(&config, &db, writer).expect("the receiver state");
+            cpwatch::receive::router(state, "/webhook")
         });
         Intake { data, router, runtime }
     }

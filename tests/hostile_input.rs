@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use common::{raw_connect, raw_exchange, Auth, DataDir, Server, WAIT_DEADLINE};
-use cpwatch::signature::{self, Scheme};
+use cpwatch::receive::signature::{self, Scheme};
 
 /// Webhook 15 and 16 sign with their own passcodes, 20 uses Basic, 21 a bearer token;
 /// there is no default, so other webhook ids are refused.

@@ -1,12 +1,12 @@
 //! The notification policy, rule by rule, with an injected clock and no desktop.
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone as _, Utc};
+use cpwatch::event::upload::{Transition, UploadState};
 use cpwatch::event::UploadStatus;
 use cpwatch::notify::{Notice, Notifier, Target, Urgency, SETTLE_SECONDS};
-use cpwatch::store::query::UploadRow;
 use cpwatch::store::settings::{NotificationPrefs, QuietHours};
+use cpwatch::store::uploads::UploadRow;
 use cpwatch::store::{LiveEvent, UploadChange};
-use cpwatch::upload::{Transition, UploadState};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 26, 14, 0, 0).single().expect("a time")

@@ -8,7 +8,7 @@ use common::{
     client, fixture, fixtures, raw_exchange, raw_send_and_close, read_reply, Auth, DataDir, Delivery,
     WAIT_DEADLINE,
 };
-use cpwatch::signature::Scheme;
+use cpwatch::receive::signature::Scheme;
 use std::io::Write as _;
 use std::net::TcpStream;
 

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use common::{Auth, DataDir, Delivery};
-use cpwatch::signature::Scheme;
+use cpwatch::receive::signature::Scheme;
 use tokio::sync::Semaphore;
 
 /// Copies of each new delivery sent at once.

@@ -7,9 +7,11 @@
 //! hmac.new(key.encode(), body, hashlib.sha1).hexdigest()
 //! ```
 
-use cpwatch::auth::{basic_header, AuthFailure, AuthMethod, AuthOutcome, AuthTable, Credentials, Secret};
-use cpwatch::fixture::HttpFixture;
-use cpwatch::signature::{verify, Scheme, SignatureError};
+use cpwatch::emulator::fixture::HttpFixture;
+use cpwatch::receive::auth::{
+    basic_header, AuthFailure, AuthMethod, AuthOutcome, AuthTable, Credentials, Secret,
+};
+use cpwatch::receive::signature::{verify, Scheme, SignatureError};
 
 const PASSCODE: &str = "s3cret-passcode";
 
@@ -83,10 +85,13 @@ fn every_signature_form_verifies_against_independent_vectors() {
 fn signing_produces_what_centrepoint_would_send() {
     for v in vectors() {
         let key = v.passcode.as_bytes();
-        assert_eq!(cpwatch::signature::sign(Scheme::Base64Sha256, key, &v.body), v.base64_sha256);
-        assert_eq!(cpwatch::signature::sign(Scheme::Sha1Hex, key, &v.body), format!("sha1={}", v.sha1_hex));
+        assert_eq!(cpwatch::receive::signature::sign(Scheme::Base64Sha256, key, &v.body), v.base64_sha256);
         assert_eq!(
-            cpwatch::signature::sign(Scheme::Sha256Hex, key, &v.body),
+            cpwatch::receive::signature::sign(Scheme::Sha1Hex, key, &v.body),
+            format!("sha1={}", v.sha1_hex)
+        );
+        assert_eq!(
+            cpwatch::receive::signature::sign(Scheme::Sha256Hex, key, &v.body),
             format!("sha256={}", v.sha256_hex)
         );
     }

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Duration, Local, Utc};
 use cpwatch::event;
-use cpwatch::store::overview::{self, UploadQuery};
-use cpwatch::store::query::{self, Filter};
+use cpwatch::store::uploads::{self, UploadQuery};
 use cpwatch::store::{self, writer, NewDelivery, Stored};
+use cpwatch::store::{status, studies, subjects, Filter};
 use serde_json::json;
 
 fn delivery(id: &str, event_name: &str, body: &str, at: DateTime<Utc>) -> NewDelivery {
@@ -80,7 +80,7 @@ async fn a_retry_is_stored_once_and_a_reused_id_with_another_body_is_kept() {
     assert_eq!(dups, 3, "retries are counted on the first copy");
     let rows: i64 = conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0)).expect("count");
     assert_eq!(rows, 2);
-    let state = query::upload_state(&conn, "189", "1").expect("query").expect("the upload");
+    let state = uploads::state(&conn, "189", "1").expect("query").expect("the upload");
     assert_eq!(state.status, event::UploadStatus::Completed);
     assert_totals_agree(&conn);
     s.close();
@@ -93,7 +93,7 @@ fn assert_totals_agree(conn: &rusqlite::Connection) {
             Ok((r.get(0)?, r.get(1)?))
         })
         .expect("count");
-    let counts = query::counts(conn, Utc::now()).expect("counts");
+    let counts = status::counts(conn, Utc::now()).expect("counts");
     assert_eq!((counts.deliveries, counts.duplicates), counted, "kept totals equal a full count");
     let by_status: (i64, i64, i64) = conn
         .query_row(
@@ -160,9 +160,9 @@ async fn per_day_counts_follow_each_upload_to_its_current_status() {
     }
     let conn = s.read();
     let today = Local::now().date_naive();
-    let cards = overview::study_cards(&conn, today, now, Duration::hours(2)).expect("cards");
+    let cards = studies::cards(&conn, today, now, Duration::hours(2)).expect("cards");
     assert_eq!(cards.len(), 1);
-    let expected = overview::StatusCounts { started: 1, completed: 1, error: 1 };
+    let expected = uploads::StatusCounts { started: 1, completed: 1, error: 1 };
     assert_eq!(cards[0].today, expected, "each upload counted once, under its current status");
     let from_uploads: Vec<(String, i64)> = conn
         .prepare("SELECT status, count(*) FROM uploads GROUP BY status ORDER BY status")
@@ -186,10 +186,9 @@ async fn an_upload_started_longer_ago_than_the_threshold_is_stalled() {
     let conn = s.read();
     let today = Local::now().date_naive();
     let threshold = Duration::hours(2);
-    let soon = overview::study_cards(&conn, today, start + Duration::minutes(119), threshold).expect("cards");
+    let soon = studies::cards(&conn, today, start + Duration::minutes(119), threshold).expect("cards");
     assert_eq!(soon[0].stalled_count, 0, "not yet stalled before the threshold");
-    let later =
-        overview::study_cards(&conn, today, start + Duration::minutes(121), threshold).expect("cards");
+    let later = studies::cards(&conn, today, start + Duration::minutes(121), threshold).expect("cards");
     assert_eq!(later[0].stalled_count, 1, "stalled after the threshold; a completed upload never is");
     assert_eq!(later[0].stalled[0].upload_id, "1");
     s.close();
@@ -206,11 +205,10 @@ async fn retention_deletes_only_what_is_older_than_the_cutoff() {
         let mut conn = store::open(path).expect("a connection");
         let deleted = writer::prune(&mut conn, now - Duration::days(30)).expect("prune");
         assert!(deleted >= 2, "the old delivery and its upload: {deleted}");
-        let uploads = query::uploads(&conn, &Filter::default()).expect("uploads");
+        let uploads = uploads::list(&conn, &Filter::default()).expect("uploads");
         assert_eq!(uploads.len(), 1);
         assert_eq!(uploads[0].upload_id, "2", "recent history is kept");
-        let page =
-            overview::uploads_page(&conn, &UploadQuery { limit: 10, ..Default::default() }).expect("page");
+        let page = uploads::page(&conn, &UploadQuery { limit: 10, ..Default::default() }).expect("page");
         assert_eq!(page.items.len(), 1);
     });
 }
@@ -243,27 +241,22 @@ async fn stalled_uploads_can_be_listed_and_subjects_are_counted_and_paged() {
 
     let stalled = |before| {
         let q = UploadQuery { stalled_before: Some(before), limit: 50, ..Default::default() };
-        overview::uploads_page(&conn, &q)
-            .expect("page")
-            .items
-            .into_iter()
-            .map(|u| u.upload_id)
-            .collect::<Vec<_>>()
+        uploads::page(&conn, &q).expect("page").items.into_iter().map(|u| u.upload_id).collect::<Vec<_>>()
     };
     assert!(stalled(now).is_empty(), "nothing started before now");
     assert_eq!(stalled(now + Duration::hours(3)), vec!["1".to_string()], "only the upload still started");
 
-    let first = overview::subjects(&conn, "189", None, 2).expect("subjects");
+    let first = subjects::page(&conn, "189", None, 2).expect("subjects");
     let ids: Vec<&str> = first.items.iter().map(|s| s.subject_id.as_str()).collect();
     assert_eq!(ids, vec!["C", "B"], "most recently active first");
-    let next = overview::subjects(&conn, "189", first.next_cursor.as_deref(), 2).expect("subjects");
+    let next = subjects::page(&conn, "189", first.next_cursor.as_deref(), 2).expect("subjects");
     assert_eq!(next.items.len(), 1);
     assert_eq!(next.next_cursor, None);
     let a = &next.items[0];
     assert_eq!(a.subject_id, "A");
     assert_eq!(
         a.uploads,
-        overview::StatusCounts { started: 1, completed: 1, error: 0 },
+        uploads::StatusCounts { started: 1, completed: 1, error: 0 },
         "counted by current status"
     );
     assert_eq!(first.items[0].other_events, 1, "subject C's raw-processing event");

@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
-use cpwatch::signature::{self, Scheme};
+use cpwatch::receive::signature::{self, Scheme};
 use hyper::header::HeaderValue;
 
 /// How many studies the uploads are spread over, as on a busy multi-study server.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
-use cpwatch::intake;
+use cpwatch::receive;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
@@ -33,10 +33,10 @@ use crate::deliveries::{self, Delivery};
 use crate::procfs::{self, CpuMark, CpuUse, Whose};
 use crate::results::{Counts, Latency, Measured, Mode, RunReport, ServerUse};
 
-const EVENT: HeaderName = HeaderName::from_static(intake::EVENT_HEADER);
-const DELIVERY: HeaderName = HeaderName::from_static(intake::DELIVERY_HEADER);
-const WEBHOOK: HeaderName = HeaderName::from_static(intake::WEBHOOK_HEADER);
-const SIGNATURE: HeaderName = HeaderName::from_static(intake::SIGNATURE_HEADER);
+const EVENT: HeaderName = HeaderName::from_static(receive::EVENT_HEADER);
+const DELIVERY: HeaderName = HeaderName::from_static(receive::DELIVERY_HEADER);
+const WEBHOOK: HeaderName = HeaderName::from_static(receive::WEBHOOK_HEADER);
+const SIGNATURE: HeaderName = HeaderName::from_static(receive::SIGNATURE_HEADER);
 const CLIENT_CERT: HeaderName = HeaderName::from_static("x-client-cert-used");
 
 /// After a failed request, a pause before the next one, so that a receiver that went
@@ -629,7 +629,7 @@ mod tests {
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = runtime.spawn(intake::serve(
+        let server = runtime.spawn(receive::serve(
             listener,
             crate::noop::router(),
             crate::noop::serve_options(),

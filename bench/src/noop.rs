@@ -1,6 +1,6 @@
 //! The no-op baseline: the ceiling of the HTTP stack on this machine. It reads each
 //! `POST /webhook` body and answers 200 without verifying or storing anything, and it
-//! is served by cpwatch's own connection loop (`cpwatch::intake::serve`: hyper HTTP/1,
+//! is served by cpwatch's own connection loop (`cpwatch::receive::serve`: hyper HTTP/1,
 //! keep-alive, the same timeouts and connection limit) on the same kind of runtime as
 //! `cpwatch serve`, so the only difference measured is what cpwatch does per delivery.
 
@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use cpwatch::intake::{self, ServeOptions};
+use cpwatch::receive::{self, ServeOptions};
 use tokio::net::TcpListener;
 
 pub fn router() -> Router {
@@ -39,7 +39,7 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<()> {
             TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let bound = listener.local_addr().context("the listener has no address")?;
         println!("no-op baseline listening at http://{bound}/webhook");
-        intake::serve(listener, router(), serve_options(), cpwatch::server::shutdown_signal())
+        receive::serve(listener, router(), serve_options(), cpwatch::server::shutdown_signal())
             .await
             .context("the no-op server stopped")
     })

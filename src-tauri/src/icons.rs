@@ -1,7 +1,7 @@
 //! The tray icon's four looks, drawn in code: each differs from the others by colour
 //! and by shape, so the state reads at a glance and also without colour vision.
 
-use cpwatch::tray::Look;
+use cpwatch::notify::tray::Look;
 
 /// Icons are drawn at this size; panels scale them down.
 pub const SIZE: u32 = 64;

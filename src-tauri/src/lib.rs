@@ -1,7 +1,7 @@
 //! `cpwatch-desktop`: the cpwatch receiver and dashboard in-process, the dashboard in a
 //! window, the state in a tray icon, failures as desktop notifications. A thin shell:
 //! what to notify and what the tray says come from the core (`cpwatch::notify`,
-//! `cpwatch::tray`); this crate only turns them into windows, icons and D-Bus calls.
+//! `cpwatch::notify::tray`); this crate only turns them into windows, icons and D-Bus calls.
 
 mod autostart;
 mod icons;
@@ -262,7 +262,7 @@ async fn after_receiver<R: Runtime>(
 /// Runs `cpwatch-desktop`.
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    cpwatch::cli::init_logging(args.verbose, args.quiet, &["cpwatch", "cpwatch_desktop"]);
+    cpwatch::logging::init_logging(args.verbose, args.quiet, &["cpwatch", "cpwatch_desktop"]);
     if let Some(url) = &args.window_for {
         return match window::run_window(url) {
             Ok(()) => ExitCode::SUCCESS,

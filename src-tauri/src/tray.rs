@@ -7,10 +7,10 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Local, NaiveTime, TimeZone, Utc};
 use cpwatch::dashboard::DesktopSettings as _;
+use cpwatch::emulator::send::{self, TestDelivery};
+use cpwatch::notify::tray::{Look, TrayModel};
 use cpwatch::notify::Target;
-use cpwatch::send::{self, TestDelivery};
 use cpwatch::store::{settings, webhooks, StoreError};
-use cpwatch::tray::{Look, TrayModel};
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager as _, Runtime};

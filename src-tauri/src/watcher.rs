@@ -8,11 +8,12 @@ use std::sync::{mpsc, Arc};
 
 use chrono::{DateTime, Duration, Local, Offset as _, Utc};
 use cpwatch::dashboard::{DesktopLink, DesktopSettings as _};
+use cpwatch::notify::tray::{self as core_tray, TrayInputs};
 use cpwatch::notify::{Notice, Notifier};
-use cpwatch::store::query::{self, Filter, UploadRow};
 use cpwatch::store::settings::{self, DesktopState, Preferences};
+use cpwatch::store::uploads::{self, UploadRow};
+use cpwatch::store::Filter;
 use cpwatch::store::{LiveEvent, ReadPool, StoreError};
-use cpwatch::tray::{self as core_tray, TrayInputs};
 use serde_json::json;
 use tauri::{AppHandle, Runtime};
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -57,7 +58,7 @@ fn read(
     Ok(Snapshot {
         prefs: settings::preferences(conn)?,
         inputs: TrayInputs::read(conn, seen, now)?,
-        started: query::uploads(conn, &started)?,
+        started: uploads::list(conn, &started)?,
     })
 }
 

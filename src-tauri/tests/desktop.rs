@@ -20,6 +20,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cpwatch::store::settings::{self, NotificationPrefs, Preferences};
+use cpwatch::store::studies;
 use serde_json::Value;
 use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
@@ -795,7 +796,7 @@ fn prepare_data(dir: &Path) -> PathBuf {
         ..Default::default()
     };
     settings::set_preferences(&conn, &prefs).expect("preferences");
-    settings::set_study_label(&conn, "189", Some("Sleep study")).expect("label");
+    studies::set_label(&conn, "189", Some("Sleep study")).expect("label");
     data
 }
 

@@ -236,8 +236,9 @@ fn a_burst_is_one_notification_and_a_failure_is_shown_at_once_not_hidden_in_it()
         app.notices.recv_timeout(Duration::from_secs(3)).is_err(),
         "nothing more: the burst is one notification"
     );
-    let view =
-        app.tray_shows("the failure shows in the tray", |v| v.model.look == cpwatch::tray::Look::NewFailures);
+    let view = app.tray_shows("the failure shows in the tray", |v| {
+        v.model.look == cpwatch::notify::tray::Look::NewFailures
+    });
     assert!(view.model.tooltip.contains("1 new failed upload"), "{}", view.model.tooltip);
 }
 
@@ -247,7 +248,7 @@ fn pausing_from_the_menu_silences_notifications_until_resumed() {
     app.tray_shows("the tray is drawn", |_| true);
     app.click(menu_ids::PAUSE_HOUR);
     let view = app.tray_shows("the tray shows the pause", |v| v.paused);
-    assert_eq!(view.model.look, cpwatch::tray::Look::Paused);
+    assert_eq!(view.model.look, cpwatch::notify::tray::Look::Paused);
     assert!(view.model.tooltip.contains("Notifications paused until"), "{}", view.model.tooltip);
     let status = eventually("the dashboard hears of the pause", || {
         app.app.state::<Shell>().status().filter(|s| !s["paused_until"].is_null())
@@ -297,13 +298,13 @@ fn after_a_restart_the_pause_goes_on_and_failures_not_looked_at_are_still_new() 
     let app = start_after(1, &kept, &[("error", "1")]);
     let view = app.tray_shows("the tray shows the pause from before", |v| v.paused);
     assert!(view.model.tooltip.contains("Notifications paused until"), "{}", view.model.tooltip);
-    assert_eq!(view.model.look, cpwatch::tray::Look::NewFailures, "the failure from before is new");
+    assert_eq!(view.model.look, cpwatch::notify::tray::Look::NewFailures, "the failure from before is new");
     assert!(view.model.tooltip.starts_with("cpwatch: 1 new failed upload"), "{}", view.model.tooltip);
     app.deliver("error", Some("2"), 1);
     assert!(app.notices.recv_timeout(Duration::from_secs(3)).is_err(), "still paused: no notification");
     app.click(menu_ids::RESUME);
     let view = app.tray_shows("the failures are new: nobody looked since", |v| {
-        v.model.look == cpwatch::tray::Look::NewFailures
+        v.model.look == cpwatch::notify::tray::Look::NewFailures
     });
     assert!(view.model.tooltip.starts_with("cpwatch: 2 new failed uploads"), "{}", view.model.tooltip);
 }
@@ -423,7 +424,11 @@ fn without_a_notification_server_the_tray_and_the_dashboard_say_so() {
     assert_eq!(status["notifications"], "checking");
     app.app.state::<Shell>().tell(Control::Notifications(false));
     let view = app.tray_shows("the tray says so", |v| v.model.tooltip.contains("Notifications unavailable"));
-    assert_eq!(view.model.look, cpwatch::tray::Look::AllGood, "receiving goes on: the look is not an alarm");
+    assert_eq!(
+        view.model.look,
+        cpwatch::notify::tray::Look::AllGood,
+        "receiving goes on: the look is not an alarm"
+    );
     let status = eventually("the dashboard says so", || {
         app.app.state::<Shell>().status().filter(|s| s["notifications"] == "unavailable")
     });

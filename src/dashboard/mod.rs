@@ -22,14 +22,15 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
-use crate::auth::{AuthMethod, AuthMode, Secret, DEFAULT_WEBHOOK};
+use crate::emulator::send;
 use crate::event::{self, UploadStatus};
 use crate::export::{self, Format};
-use crate::intake::AuthInvalidator;
-use crate::send;
-use crate::store::overview::{self, DeliveryQuery, UploadQuery};
-use crate::store::query::{self, Filter};
+use crate::receive::auth::{AuthMethod, AuthMode, Secret, DEFAULT_WEBHOOK};
+use crate::receive::AuthInvalidator;
+use crate::store::deliveries::{self, DeliveryQuery};
 use crate::store::settings::{self, Preferences};
+use crate::store::uploads::{self, UploadQuery};
+use crate::store::{refused, status, studies, subjects, Filter};
 use crate::store::{webhooks, ReadPool, StoreError, WriterHandle};
 
 mod ui {
@@ -356,9 +357,8 @@ async fn overview(State(state): State<DashboardState>) -> ApiResult {
         let prefs = settings::preferences(conn)?;
         let now = Utc::now();
         let today = Local::now().date_naive();
-        let cards =
-            overview::study_cards(conn, today, now, Duration::minutes(prefs.stalled_after_minutes.into()))?;
-        let counts = query::counts(conn, now)?;
+        let cards = studies::cards(conn, today, now, Duration::minutes(prefs.stalled_after_minutes.into()))?;
+        let counts = status::counts(conn, now)?;
         let auth_off = webhooks::list(conn)?.is_empty();
         Ok(json!({
             "now": now,
@@ -396,7 +396,7 @@ async fn uploads(State(state): State<DashboardState>, Query(params): Query<Filte
             let prefs = settings::preferences(conn)?;
             q.stalled_before = Some(Utc::now() - Duration::minutes(prefs.stalled_after_minutes.into()));
         }
-        Ok(overview::uploads_page(conn, &q)?)
+        Ok(uploads::page(conn, &q)?)
     })
     .await
     .and_then(ok)
@@ -407,11 +407,11 @@ async fn upload_detail(
     Path((study, upload)): Path<(String, String)>,
 ) -> ApiResult {
     db(&state, move |conn| {
-        let row = query::upload(conn, &study, &upload)?
+        let row = uploads::get(conn, &study, &upload)?
             .ok_or_else(|| ApiError::not_found(format!("no upload {upload} in study {study}")))?;
-        let timeline = query::upload_timeline(conn, &study, &upload)?
+        let timeline = deliveries::timeline(conn, &study, &upload)?
             .into_iter()
-            .filter_map(|d| query::delivery(conn, &d.seq.to_string()).transpose())
+            .filter_map(|d| deliveries::get(conn, &d.seq.to_string()).transpose())
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let label = study_label(conn, &study)?;
         Ok(json!({ "upload": row, "study_label": label, "timeline": timeline }))
@@ -471,7 +471,7 @@ async fn name_study(
         return Err(ApiError::bad_request("not a study id"));
     }
     db(&state, move |conn| {
-        settings::set_study_label(conn, &study, label.as_deref())?;
+        studies::set_label(conn, &study, label.as_deref())?;
         Ok(json!({ "study_id": study, "label": label }))
     })
     .await
@@ -487,7 +487,7 @@ async fn subjects(
     let limit = params.limit.unwrap_or(200).clamp(1, 1000);
     db(&state, move |conn| {
         let label = study_label(conn, &study)?;
-        let page = overview::subjects(conn, &study, cursor.as_deref(), limit)?;
+        let page = subjects::page(conn, &study, cursor.as_deref(), limit)?;
         Ok(json!({ "study_id": study, "study_label": label, "subjects": page.items, "next_cursor": page.next_cursor }))
     })
     .await
@@ -500,8 +500,8 @@ async fn subject_detail(
 ) -> ApiResult {
     db(&state, move |conn| {
         let filter = Filter { study: Some(study.clone()), subject: Some(subject.clone()), ..Default::default() };
-        let uploads = overview::uploads_page(conn, &UploadQuery { filter, limit: 100, ..Default::default() })?;
-        let events = overview::subject_events(conn, &study, &subject, 200)?;
+        let uploads = uploads::page(conn, &UploadQuery { filter, limit: 100, ..Default::default() })?;
+        let events = subjects::events(conn, &study, &subject, 200)?;
         let label = study_label(conn, &study)?;
         Ok(json!({ "study_id": study, "study_label": label, "subject_id": subject, "uploads": uploads, "events": events }))
     })
@@ -522,12 +522,12 @@ async fn deliveries(State(state): State<DashboardState>, Query(params): Query<Fi
         cursor,
         limit: params.limit(),
     };
-    db(&state, move |conn| Ok(overview::deliveries_page(conn, &q)?)).await.and_then(ok)
+    db(&state, move |conn| Ok(deliveries::page(conn, &q)?)).await.and_then(ok)
 }
 
 async fn delivery_detail(State(state): State<DashboardState>, Path(seq): Path<i64>) -> ApiResult {
     db(&state, move |conn| {
-        query::delivery(conn, &seq.to_string())?
+        deliveries::get(conn, &seq.to_string())?
             .filter(|d| d.row.seq == seq)
             .ok_or_else(|| ApiError::not_found(format!("no delivery #{seq}")))
     })
@@ -543,7 +543,7 @@ async fn refused(State(state): State<DashboardState>, Query(params): Query<Filte
         }
         None => None,
     };
-    db(&state, move |conn| Ok(query::refused(conn, limit, before)?)).await.and_then(ok)
+    db(&state, move |conn| Ok(refused::list(conn, limit, before)?)).await.and_then(ok)
 }
 
 async fn get_settings(State(state): State<DashboardState>) -> ApiResult {
@@ -729,7 +729,7 @@ async fn export_uploads(
         // Exactly the rows of the filtered view, every page of them.
         let mut rows = Vec::new();
         loop {
-            let page = overview::uploads_page(conn, &q)?;
+            let page = uploads::page(conn, &q)?;
             rows.extend(page.items);
             match page.next_cursor {
                 Some(next) => q.cursor = Some(next),

@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::auth::{basic_header, AuthMethod, AuthTable, Secret, DEFAULT_WEBHOOK};
+use crate::emulator::fixture::HttpFixture;
 use crate::event::{self, UploadStatus};
-use crate::fixture::HttpFixture;
-use crate::intake::{DELIVERY_HEADER, EVENT_HEADER, HOOK_SECRET_HEADER, SIGNATURE_HEADER, WEBHOOK_HEADER};
-use crate::signature::{self, Scheme};
+use crate::receive::auth::{basic_header, AuthMethod, AuthTable, Secret, DEFAULT_WEBHOOK};
+use crate::receive::signature::{self, Scheme};
+use crate::receive::{DELIVERY_HEADER, EVENT_HEADER, HOOK_SECRET_HEADER, SIGNATURE_HEADER, WEBHOOK_HEADER};
 
 /// How a sent delivery authenticates.
 #[derive(Debug, Clone)]

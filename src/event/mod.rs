@@ -5,6 +5,8 @@
 //! or snake_case. Field lookup here ignores case and underscores, so `uploadId`,
 //! `UploadId` and `upload_id` all match.
 
+pub mod upload;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -27,7 +29,7 @@ pub const KNOWN_EVENTS: [&str; 6] = [
 ];
 
 /// An upload's status as CentrePoint reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UploadStatus {
     Started,

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Duration, FixedOffset, NaiveTime, Utc};
 use serde::Serialize;
 
-use crate::store::query::UploadRow;
 use crate::store::settings::{NotificationPrefs, QuietHours};
+use crate::store::uploads::UploadRow;
 use crate::store::LiveEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -6,7 +6,9 @@ use rusqlite::Connection;
 
 use crate::event::UploadStatus;
 use crate::notify::Target;
-use crate::store::query::{self, Counts, Filter, UploadRow};
+use crate::store::status::{self, Counts};
+use crate::store::uploads::{self, UploadRow};
+use crate::store::Filter;
 
 /// The tray icon's state, most urgent first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +58,9 @@ impl TrayInputs {
         let labels =
             stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         Ok(TrayInputs {
-            counts: query::counts(conn, now)?,
+            counts: status::counts(conn, now)?,
             new_failures,
-            recent: query::uploads(conn, &Filter { limit: Some(5), ..Default::default() })?,
+            recent: uploads::list(conn, &Filter { limit: Some(5), ..Default::default() })?,
             labels,
         })
     }

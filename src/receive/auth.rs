@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::signature::{self, SignatureError};
+use crate::receive::signature::{self, SignatureError};
 
 /// The webhook id under which the default authentication (for ids not configured) is kept.
 pub const DEFAULT_WEBHOOK: &str = "default";
@@ -49,7 +49,7 @@ pub enum AuthMethod {
 }
 
 /// The name of an authentication mode, as stored and shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     None,
@@ -59,6 +59,8 @@ pub enum AuthMode {
 }
 
 impl AuthMode {
+    pub const ALL: [AuthMode; 4] = [AuthMode::None, AuthMode::Passcode, AuthMode::Basic, AuthMode::Bearer];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMode::None => "none",

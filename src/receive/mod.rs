@@ -2,6 +2,9 @@
 //! validation handshake, authenticates each delivery, hands it to the store and
 //! acknowledges it only once it is on disk. Nothing else is served here.
 
+pub mod auth;
+pub mod signature;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,9 +26,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
-use crate::auth::{AuthOutcome, AuthTable, Credentials};
 use crate::config::Config;
 use crate::event::{self, Event};
+use crate::receive::auth::{AuthOutcome, AuthTable, Credentials};
 use crate::store::{self, webhooks, NewDelivery, RefusedRequest, StoreError, Stored, WriterHandle};
 
 pub const EVENT_HEADER: &str = "x-actigraph-event";

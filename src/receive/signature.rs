@@ -12,7 +12,7 @@ use sha1::Sha1;
 use sha2::Sha256;
 
 /// The signature schemes a passcode can be checked (and, for `cpwatch send`, signed) with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     /// `base64(HMAC-SHA256(passcode, body))`, no prefix: what CentrePoint sends today.
     Base64Sha256,
@@ -23,6 +23,17 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    pub const ALL: [Scheme; 3] = [Scheme::Base64Sha256, Scheme::Sha1Hex, Scheme::Sha256Hex];
+
+    /// The scheme's short id, as `cpwatch send --scheme` takes it.
+    pub fn id(self) -> &'static str {
+        match self {
+            Scheme::Base64Sha256 => "base64-sha256",
+            Scheme::Sha1Hex => "sha1-hex",
+            Scheme::Sha256Hex => "sha256-hex",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Scheme::Base64Sha256 => "base64 HMAC-SHA256",

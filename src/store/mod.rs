@@ -6,13 +6,18 @@
 //! never block it. Durability: WAL with `synchronous=FULL`, so a commit has reached
 //! the disk (the WAL file is fsynced) before any delivery in it is acknowledged.
 
-mod checkpoint;
-pub mod overview;
-pub mod query;
 mod schema;
-pub mod settings;
-pub mod webhooks;
 pub mod writer;
+
+pub mod deliveries;
+pub mod listing;
+pub mod refused;
+pub mod settings;
+pub mod status;
+pub mod studies;
+pub mod subjects;
+pub mod uploads;
+pub mod webhooks;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Seek as _, Write as _};
@@ -24,6 +29,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone as _, Utc};
 use rusqlite::{Connection, OpenFlags};
 
+pub use listing::{Filter, Page};
 pub use writer::{LiveEvent, NewDelivery, RefusedRequest, Stored, UploadChange, WriterHandle};
 
 /// The database file's name inside the data directory.

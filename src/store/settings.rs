@@ -150,14 +150,3 @@ pub fn desktop_state(conn: &Connection) -> rusqlite::Result<DesktopState> {
 pub fn set_desktop_state(conn: &Connection, state: &DesktopState) -> rusqlite::Result<()> {
     put_json(conn, DESKTOP_STATE, state)
 }
-
-/// Names a study (or clears its name with `None`). The study need not have sent anything yet.
-pub fn set_study_label(conn: &Connection, study_id: &str, label: Option<&str>) -> rusqlite::Result<()> {
-    let now = chrono::Utc::now().timestamp_millis();
-    conn.execute(
-        "INSERT INTO studies (study_id, label, first_seen_at, last_delivery_at) VALUES (?1, ?2, ?3, 0)
-         ON CONFLICT (study_id) DO UPDATE SET label = excluded.label",
-        params![study_id, label, now],
-    )?;
-    Ok(())
-}

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 use serde::Serialize;
 
 use super::{from_ms, to_ms};
-use crate::auth::{AuthMethod, AuthMode, AuthTable, Secret};
+use crate::receive::auth::{AuthMethod, AuthMode, AuthTable, Secret};
 
 /// A webhook as shown to a person: everything except the secret.
 #[derive(Debug, Clone, Serialize)]

@@ -19,11 +19,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Timelike as _, Utc};
+use cpwatch::emulator::fixture::HttpFixture;
+use cpwatch::event::upload::UploadState;
 use cpwatch::event::{self, Event, Parsed, UploadEvent};
-use cpwatch::fixture::HttpFixture;
-use cpwatch::signature::{self, Scheme};
-use cpwatch::store::{self, query};
-use cpwatch::upload::UploadState;
+use cpwatch::receive::signature::{self, Scheme};
+use cpwatch::store::{self, uploads};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use tempfile::TempDir;
@@ -359,7 +359,7 @@ impl DataDir {
             let replayed = UploadState::replay(timeline.iter().map(|(e, at)| (e, *at)))
                 .map(as_stored)
                 .expect("a non-empty timeline");
-            let stored = query::upload_state(&conn, study, upload)
+            let stored = uploads::state(&conn, study, upload)
                 .expect("query an upload's state")
                 .unwrap_or_else(|| panic!("upload {study}/{upload} has deliveries but no upload row"));
             assert_eq!(
@@ -602,7 +602,7 @@ impl Auth {
                 Some(("X-ActiGraph-Signature", signature::sign(*scheme, passcode.as_bytes(), body)))
             }
             Auth::Basic { user, password } => {
-                Some(("Authorization", cpwatch::auth::basic_header(user, password)))
+                Some(("Authorization", cpwatch::receive::auth::basic_header(user, password)))
             }
             Auth::Bearer(token) => Some(("Authorization", format!("Bearer {token}"))),
         }

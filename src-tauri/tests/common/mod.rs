@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cpwatch::send::{self, Body, Fields, SendAuth, SendOptions, Template};
+use cpwatch::emulator::send::{self, Body, Fields, SendAuth, SendOptions, Template};
 
 /// Sends `count` `upload` deliveries with `status` for subject 44732 of `study` to the
 /// receiver at `url` (unauthenticated, webhook 15), and checks that every one is

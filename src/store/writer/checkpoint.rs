@@ -59,7 +59,7 @@ fn run(path: &Path, commits: Receiver<()>) {
         std::thread::sleep(PAUSE);
         while commits.try_recv().is_ok() {}
         if conn.is_none() {
-            conn = super::open(path)
+            conn = crate::store::open(path)
                 .and_then(|c| {
                     c.busy_timeout(RESTART_WAIT)?;
                     Ok(c)

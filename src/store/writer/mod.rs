@@ -2,6 +2,8 @@
 //! delivery that is waiting in one transaction (group commit), so under load one
 //! fsync covers many deliveries, and at rest a delivery is committed at once.
 
+mod checkpoint;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,9 +15,9 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{checkpoint, query, to_ms, StoreError};
+use super::{to_ms, uploads, StoreError};
+use crate::event::upload::{Transition, UploadState};
 use crate::event::{Event, Parsed, PayloadError, UploadEvent, UploadStatus};
-use crate::upload::{Transition, UploadState};
 
 /// How many operations one transaction takes at most.
 const MAX_BATCH: usize = 512;
@@ -461,7 +463,7 @@ fn insert_delivery(conn: &Connection, d: &NewDelivery) -> rusqlite::Result<Store
 }
 
 fn apply_upload(conn: &Connection, event: &UploadEvent, at: DateTime<Utc>) -> rusqlite::Result<UploadChange> {
-    let existing = query::upload_state(conn, &event.study_id, &event.upload_id)?;
+    let existing = uploads::state(conn, &event.study_id, &event.upload_id)?;
     let (state, transition) = match existing {
         Some(mut state) => {
             let transition = state.apply(event, at);

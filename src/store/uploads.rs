@@ -1,0 +1,175 @@
+//! Uploads: one row per (study, upload), its state folded from its deliveries by the
+//! writer; read one, list them, a page at a time.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension as _, Row};
+use serde::Serialize;
+use serde_json::json;
+
+use super::listing::{like_escape, where_clause, Filter, Page};
+use super::{from_ms, to_ms};
+use crate::event::upload::UploadState;
+use crate::event::UploadStatus;
+
+/// Uploads counted by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    pub started: i64,
+    pub completed: i64,
+    pub error: i64,
+}
+
+impl StatusCounts {
+    pub(super) fn add(&mut self, status: &str, n: i64) {
+        match status {
+            "started" => self.started += n,
+            "completed" => self.completed += n,
+            "error" => self.error += n,
+            _ => {}
+        }
+    }
+}
+
+/// One upload as listed and exported.
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadRow {
+    pub study_id: String,
+    pub upload_id: String,
+    #[serde(flatten)]
+    pub state: UploadState,
+    pub duration_seconds: Option<i64>,
+    pub first_seen_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deliveries: i64,
+}
+
+pub(super) const UPLOAD_COLUMNS: &str =
+    "subject_id, status, started_at, completed_at, failed_at, error_message,
+    first_epoch_utc, last_epoch_utc, first_epoch_subject_tz, last_epoch_subject_tz,
+    study_id, upload_id, first_seen_at, updated_at, deliveries";
+
+fn upload_state_from(row: &Row<'_>) -> rusqlite::Result<UploadState> {
+    let ms = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+        Ok(row.get::<_, Option<i64>>(i)?.map(from_ms))
+    };
+    let local = |i: usize| -> rusqlite::Result<Option<NaiveDateTime>> {
+        Ok(row
+            .get::<_, Option<String>>(i)?
+            .and_then(|s| NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S").ok()))
+    };
+    let status: String = row.get(1)?;
+    Ok(UploadState {
+        subject_id: row.get(0)?,
+        status: UploadStatus::parse(&status).unwrap_or(UploadStatus::Started),
+        started_at: ms(2)?,
+        completed_at: ms(3)?,
+        failed_at: ms(4)?,
+        error_message: row.get(5)?,
+        first_epoch_utc: ms(6)?,
+        last_epoch_utc: ms(7)?,
+        first_epoch_subject_tz: local(8)?,
+        last_epoch_subject_tz: local(9)?,
+    })
+}
+
+pub(super) fn upload_row_from(row: &Row<'_>) -> rusqlite::Result<UploadRow> {
+    let state = upload_state_from(row)?;
+    Ok(UploadRow {
+        study_id: row.get(10)?,
+        upload_id: row.get(11)?,
+        duration_seconds: state.duration().map(|d| d.num_seconds()),
+        state,
+        first_seen_at: from_ms(row.get(12)?),
+        updated_at: from_ms(row.get(13)?),
+        deliveries: row.get(14)?,
+    })
+}
+
+/// The stored state of one upload, if known.
+pub fn state(conn: &Connection, study: &str, upload: &str) -> rusqlite::Result<Option<UploadState>> {
+    // Cached: the writer asks this for every upload delivery.
+    conn.prepare_cached(&format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE study_id = ?1 AND upload_id = ?2"
+    ))?
+    .query_row(params![study, upload], upload_state_from)
+    .optional()
+}
+
+pub fn get(conn: &Connection, study: &str, upload: &str) -> rusqlite::Result<Option<UploadRow>> {
+    conn.query_row(
+        &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE study_id = ?1 AND upload_id = ?2"),
+        params![study, upload],
+        upload_row_from,
+    )
+    .optional()
+}
+
+/// Uploads, most recently changed first.
+pub fn list(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<UploadRow>> {
+    let (terms, mut values) = filter.terms("updated_at", false);
+    let clause = where_clause(&terms);
+    values.push(SqlValue::Integer(filter.limit()));
+    let sql = format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads {clause} ORDER BY updated_at DESC, upload_id DESC LIMIT ?"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(values), upload_row_from)?;
+    rows.collect()
+}
+
+/// Where the previous page of uploads ended.
+fn upload_cursor(row: &UploadRow) -> String {
+    json!([to_ms(row.updated_at), row.study_id, row.upload_id]).to_string()
+}
+
+fn parse_upload_cursor(cursor: &str) -> Option<(i64, String, String)> {
+    serde_json::from_str(cursor).ok()
+}
+
+/// Filters for the uploads page: the shared filter, free-text search and the cursor.
+#[derive(Debug, Clone, Default)]
+pub struct UploadQuery {
+    pub filter: Filter,
+    /// Matches an upload id or subject id exactly, or part of a failed upload's error message.
+    pub search: Option<String>,
+    /// Only uploads still `started` that started before this time (stalled).
+    pub stalled_before: Option<DateTime<Utc>>,
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+/// Uploads, most recently changed first, one page at a time.
+pub fn page(conn: &Connection, q: &UploadQuery) -> rusqlite::Result<Page<UploadRow>> {
+    let (mut terms, mut values) = q.filter.terms("updated_at", false);
+    if let Some(search) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        // Three indexed lookups rather than one condition tested on every row.
+        terms.push(
+            "rowid IN (SELECT rowid FROM uploads WHERE upload_id = ?
+                       UNION SELECT rowid FROM uploads WHERE subject_id = ?
+                       UNION SELECT rowid FROM uploads WHERE status = 'error' AND error_message LIKE ? ESCAPE '\\')"
+                .into(),
+        );
+        values.push(SqlValue::Text(search.to_string()));
+        values.push(SqlValue::Text(search.to_string()));
+        values.push(SqlValue::Text(format!("%{}%", like_escape(search))));
+    }
+    if let Some(before) = q.stalled_before {
+        terms.push("status = 'started' AND started_at < ?".into());
+        values.push(SqlValue::Integer(to_ms(before)));
+    }
+    if let Some((at, study, upload)) = q.cursor.as_deref().and_then(parse_upload_cursor) {
+        // A row value, so that SQLite walks the (updated_at, study_id, upload_id) index.
+        terms.push("(updated_at, study_id, upload_id) < (?, ?, ?)".into());
+        values.extend([SqlValue::Integer(at), SqlValue::Text(study), SqlValue::Text(upload)]);
+    }
+    let limit = q.limit.clamp(1, 500);
+    values.push(SqlValue::Integer(i64::from(limit) + 1));
+    let sql = format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads {} ORDER BY updated_at DESC, study_id DESC, upload_id DESC LIMIT ?",
+        where_clause(&terms)
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let items = stmt.query_map(params_from_iter(values), upload_row_from)?.collect::<Result<_, _>>()?;
+    Ok(Page::from_rows(items, limit, upload_cursor))
+}
