@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
-use crate::dashboard::{self, DashboardState, DesktopLink};
+use crate::dashboard::{self, DashboardSetup, DashboardState, DesktopLink, ReceiverInfo};
 use crate::receive::{self, ReceiverState, ServeOptions};
 use crate::store::{self, writer, DataDirLock, ReadPool, StoreError};
 
@@ -133,17 +133,19 @@ impl Receiver {
             config, listener, dashboard_listener, db, state, desktop, writer_thread, _lock, ..
         } = self;
         let (stop, stopping) = watch::channel(false);
-        let dashboard_state = DashboardState::new(
-            ReadPool::new(db),
-            state.writer().clone(),
-            state.auth_invalidator(),
-            dashboard_addr,
-            receiver_addr,
-            receiver_url,
-            config.public_url.clone(),
-            stopping.clone(),
+        let dashboard_state = DashboardState::new(DashboardSetup {
+            pool: ReadPool::new(db),
+            writer: state.writer().clone(),
+            auth_changed: state.auth_invalidator(),
+            address: dashboard_addr,
+            receiver: ReceiverInfo {
+                listen: receiver_addr,
+                webhook_url: receiver_url,
+                configured_public_url: config.public_url.clone(),
+            },
+            shutdown: stopping.clone(),
             desktop,
-        );
+        });
         let options = ServeOptions::from_config(&config);
         let until_stopped = |mut stopping: watch::Receiver<bool>| async move {
             let _ = stopping.wait_for(|stop| *stop).await;

@@ -7,6 +7,7 @@ use rusqlite::Connection;
 use crate::event::UploadStatus;
 use crate::notify::Target;
 use crate::store::status::{self, Counts};
+use crate::store::studies;
 use crate::store::uploads::{self, UploadRow};
 use crate::store::Filter;
 
@@ -49,19 +50,11 @@ impl TrayInputs {
     /// Reads counts, failures since `seen` (when the window was last opened) and the
     /// five most recent uploads.
     pub fn read(conn: &Connection, seen: DateTime<Utc>, now: DateTime<Utc>) -> rusqlite::Result<Self> {
-        let new_failures = conn.query_row(
-            "SELECT count(*) FROM uploads WHERE status = 'error' AND failed_at > ?1",
-            [crate::store::to_ms(seen)],
-            |row| row.get(0),
-        )?;
-        let mut stmt = conn.prepare("SELECT study_id, label FROM studies WHERE label IS NOT NULL")?;
-        let labels =
-            stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         Ok(TrayInputs {
             counts: status::counts(conn, now)?,
-            new_failures,
+            new_failures: uploads::failed_since(conn, seen)?,
             recent: uploads::list(conn, &Filter { limit: Some(5), ..Default::default() })?,
-            labels,
+            labels: studies::labels(conn)?,
         })
     }
 }

@@ -103,6 +103,11 @@ impl Preferences {
         }
         Ok(())
     }
+
+    /// The public URL to give CentrePoint: the one set in Settings, else the configured one.
+    pub fn public_url_or(&self, configured: Option<&str>) -> Option<String> {
+        self.public_url.clone().or_else(|| configured.map(str::to_string))
+    }
 }
 
 const PREFERENCES: &str = "preferences";

@@ -1,9 +1,9 @@
 //! Studies: their names, and each one's card on the dashboard's overview.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension as _};
 use serde::Serialize;
 
 use super::uploads::{upload_row_from, StatusCounts, UploadRow, UPLOAD_COLUMNS};
@@ -127,4 +127,48 @@ pub fn set_label(conn: &Connection, study_id: &str, label: Option<&str>) -> rusq
         params![study_id, label, now],
     )?;
     Ok(())
+}
+
+/// A study's name, if it has one.
+pub fn label(conn: &Connection, study: &str) -> rusqlite::Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT label FROM studies WHERE study_id = ?1", [study], |row| {
+            row.get::<_, Option<String>>(0)
+        })
+        .optional()?
+        .flatten())
+}
+
+/// Every named study's name, by study id.
+pub fn labels(conn: &Connection) -> rusqlite::Result<HashMap<String, String>> {
+    let mut stmt = conn.prepare("SELECT study_id, label FROM studies WHERE label IS NOT NULL")?;
+    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    rows.collect()
+}
+
+/// One study as the study list shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudySummary {
+    pub study_id: String,
+    pub label: Option<String>,
+    pub last_delivery_at: Option<DateTime<Utc>>,
+    pub subjects: i64,
+}
+
+/// Every study, by name (or id, for those without one).
+pub fn list(conn: &Connection) -> rusqlite::Result<Vec<StudySummary>> {
+    let mut stmt = conn.prepare(
+        "SELECT study_id, label, last_delivery_at, (SELECT count(*) FROM subjects s WHERE s.study_id = t.study_id)
+         FROM studies t ORDER BY coalesce(label, study_id)",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        let last: i64 = row.get(2)?;
+        Ok(StudySummary {
+            study_id: row.get(0)?,
+            label: row.get(1)?,
+            last_delivery_at: (last > 0).then(|| from_ms(last)),
+            subjects: row.get(3)?,
+        })
+    })?;
+    rows.collect()
 }

@@ -173,3 +173,12 @@ pub fn page(conn: &Connection, q: &UploadQuery) -> rusqlite::Result<Page<UploadR
     let items = stmt.query_map(params_from_iter(values), upload_row_from)?.collect::<Result<_, _>>()?;
     Ok(Page::from_rows(items, limit, upload_cursor))
 }
+
+/// How many uploads failed after `t`.
+pub fn failed_since(conn: &Connection, t: DateTime<Utc>) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM uploads WHERE status = 'error' AND failed_at > ?1",
+        [to_ms(t)],
+        |row| row.get(0),
+    )
+}
