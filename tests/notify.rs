@@ -52,6 +52,7 @@ fn upload_event(
         upload_id: Some(upload.into()),
         status: Some(status.into()),
         summary: format!("upload {upload} {status} (study {study} subject {subject})"),
+        error_message: message.map(str::to_string),
         flag: None,
         upload: Some(UploadChange {
             study_id: study.into(),
@@ -86,6 +87,7 @@ fn other(event: &str, status: &str, message: &str) -> LiveEvent {
         upload_id: None,
         status: Some(status.into()),
         summary: format!("raw processing {status} (study 1064 subject 19526): {message}"),
+        error_message: Some(message.into()),
         flag: None,
         upload: None,
     }
@@ -409,4 +411,22 @@ fn the_next_stall_is_always_ahead_and_never_for_a_muted_study() {
     assert!(n.stalled(&rows, threshold, during).is_empty(), "paused");
     assert_eq!(n.next_stall(&rows, threshold, during), None, "both are past due: told when the pause ends");
     assert_eq!(n.stalled(&rows, threshold, late).len(), 2, "told once the pause is over");
+}
+
+#[test]
+fn a_processing_failure_is_told_with_its_own_error_message_not_a_piece_of_its_summary() {
+    let mut event = other("raw_processing_complete", "error", "File could not be decoded");
+    if let LiveEvent::Delivery { summary, .. } = &mut event {
+        // A monitor serial with ": " in it: cutting the summary there would tell the wrong text.
+        *summary =
+            "raw processing error (study 1064 subject 19526, monitor MOS: 2): File could not be decoded"
+                .into();
+    }
+    let mut n = notifier(NotificationPrefs::default());
+    let shown = n.observe(&event, t0());
+    assert_eq!(shown.len(), 1, "a failure is shown at once");
+    assert_eq!(
+        shown[0].body, "Subject 19526: File could not be decoded",
+        "the notice carries the event's error message"
+    );
 }

@@ -339,6 +339,16 @@ impl Event {
         }
     }
 
+    /// Why the upload or the processing failed, when the event says.
+    pub fn error_message(&self) -> Option<&str> {
+        match self {
+            Event::Upload(e) => e.message.as_deref(),
+            Event::RawProcessingComplete(e) => e.error_message.as_deref(),
+            Event::DataRetrievalComplete(e) => e.error_message.as_deref(),
+            _ => None,
+        }
+    }
+
     /// One line a researcher can read in a listing.
     pub fn summary(&self) -> String {
         let subject = |s: Option<&str>| s.map_or_else(String::new, |s| format!(" subject {s}"));

@@ -182,7 +182,7 @@ impl Notifier {
             upload_id,
             status,
             upload,
-            summary,
+            error_message,
             ..
         } = event
         else {
@@ -220,10 +220,8 @@ impl Notifier {
         if !failure && self.quiet(now) {
             return Vec::new();
         }
-        let error = upload
-            .as_ref()
-            .and_then(|u| u.state.error_message.clone())
-            .or_else(|| summary.split_once(": ").map(|(_, message)| message.to_string()));
+        let error =
+            upload.as_ref().and_then(|u| u.state.error_message.clone()).or_else(|| error_message.clone());
         if failure {
             // A failure is never held back or folded into a group.
             return vec![self.failure_notice(Failure {

@@ -383,10 +383,6 @@ async fn receive(
         return response;
     }
 
-    let summary = match &parsed {
-        Ok(p) => p.event.summary(),
-        Err(e) => format!("unreadable body: {e}"),
-    };
     let delivery = NewDelivery {
         delivery_id: delivery_id.clone(),
         event_name: event.clone(),
@@ -400,6 +396,7 @@ async fn receive(
         parsed,
     };
     let flag = delivery.flag();
+    let summary = delivery.summary();
     match state.inner.writer.store(delivery).await {
         Ok(stored) => {
             let what = match stored {

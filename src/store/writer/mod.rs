@@ -63,7 +63,8 @@ impl NewDelivery {
         self.parsed.as_ref().ok().map(|p| &p.event)
     }
 
-    fn summary(&self) -> String {
+    /// One line a researcher can read, as stored, listed, logged and streamed.
+    pub fn summary(&self) -> String {
         match &self.parsed {
             Ok(parsed) => parsed.event.summary(),
             Err(e) => format!("{} delivery that could not be read: {e}", self.event_name),
@@ -128,6 +129,8 @@ pub enum LiveEvent {
         upload_id: Option<String>,
         status: Option<String>,
         summary: String,
+        /// Why the upload or processing failed, when the event says.
+        error_message: Option<String>,
         flag: Option<&'static str>,
         upload: Option<UploadChange>,
     },
@@ -152,6 +155,7 @@ impl LiveEvent {
             upload_id: event.and_then(Event::upload_id).map(str::to_string),
             status: event.and_then(Event::status).map(str::to_string),
             summary: d.summary(),
+            error_message: event.and_then(Event::error_message).map(str::to_string),
             flag: d.flag(),
             upload,
         }
