@@ -4,12 +4,13 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context as _};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use rusqlite::Connection;
 
 use cpwatch::event;
 use cpwatch::export::{self, Format};
+use cpwatch::store::listing::{self, Bound, BoundError};
 use cpwatch::store::{self, deliveries, refused, uploads};
 
 #[derive(Debug, Subcommand)]
@@ -48,11 +49,12 @@ pub(super) struct FilterArgs {
     /// Event type (deliveries only).
     #[arg(long, global = true)]
     event: Option<String>,
-    /// From this time: 2026-11-01, an RFC 3339 time, or a span back from now (30m, 24h, 7d).
-    #[arg(long, global = true, value_parser = parse_time)]
+    /// From this time: a date (2026-11-01: from the start of that day, local time), an
+    /// RFC 3339 time, or a span back from now (30m, 24h, 7d).
+    #[arg(long, global = true, value_parser = since)]
     since: Option<DateTime<Utc>>,
-    /// Before this time (same forms as --since).
-    #[arg(long, global = true, value_parser = parse_time)]
+    /// Before this time (the same forms; a date means through the end of that day).
+    #[arg(long, global = true, value_parser = until)]
     until: Option<DateTime<Utc>>,
     #[arg(long, global = true, default_value_t = 50)]
     limit: u32,
@@ -82,36 +84,23 @@ pub(super) struct ExportArgs {
     /// Only this study.
     #[arg(long)]
     study: Option<String>,
-    #[arg(long, value_parser = parse_time)]
+    /// From this time (the same forms as for `cpwatch uploads --since`).
+    #[arg(long, value_parser = since)]
     since: Option<DateTime<Utc>>,
-    #[arg(long, value_parser = parse_time)]
+    /// Before this time (a date means through the end of that day).
+    #[arg(long, value_parser = until)]
     until: Option<DateTime<Utc>>,
     /// Write to this file instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
 }
 
-fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
-    let text = text.trim();
-    if let Some(t) = event::parse_utc(text) {
-        return Ok(t);
-    }
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
-    }
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a time: use 2026-11-01, an RFC 3339 time or 24h/7d"))?;
-    let span = match unit {
-        "s" => chrono::Duration::seconds(n),
-        "m" => chrono::Duration::minutes(n),
-        "h" => chrono::Duration::hours(n),
-        "d" => chrono::Duration::days(n),
-        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
-    };
-    Ok(Utc::now() - span)
+fn since(text: &str) -> Result<DateTime<Utc>, BoundError> {
+    listing::parse_bound(text, Bound::Since, Utc::now())
+}
+
+fn until(text: &str) -> Result<DateTime<Utc>, BoundError> {
+    listing::parse_bound(text, Bound::Until, Utc::now())
 }
 
 pub(super) fn time(t: Option<DateTime<Utc>>) -> String {
@@ -304,19 +293,4 @@ pub(super) fn export(conn: &Connection, args: &ExportArgs) -> anyhow::Result<()>
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_read_as_dates_rfc3339_or_spans() {
-        assert_eq!(parse_time("2026-11-01").map(|t| t.to_rfc3339()), Ok("2026-11-01T00:00:00+00:00".into()));
-        assert!(parse_time("2026-11-01T10:00:00+02:00").is_ok());
-        let day_ago = parse_time("24h").expect("a span");
-        assert!((Utc::now() - day_ago - chrono::Duration::hours(24)).num_seconds().abs() < 5);
-        assert!(parse_time("soon").is_err());
-        assert!(parse_time("3w").is_err());
-    }
 }

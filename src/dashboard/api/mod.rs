@@ -11,12 +11,12 @@ mod uploads;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
-use chrono::{DateTime, Duration, Local, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::{live, DashboardState};
-use crate::event;
+use crate::store::listing::{self, Bound};
 use crate::store::Filter;
 
 pub(super) fn router() -> Router<DashboardState> {
@@ -57,9 +57,10 @@ struct FilterParams {
     subject: Option<String>,
     status: Option<String>,
     event: Option<String>,
-    /// A date (`2026-11-01`, from that day's start, local time) or an RFC 3339 time.
+    /// See [`listing::parse_bound`]: a date (`2026-11-01`, from that day's start, local
+    /// time), an RFC 3339 time, or a span back from now (`24h`).
     since: Option<String>,
-    /// A date (up to the end of that day, local time) or an RFC 3339 time.
+    /// The same forms; a date means through the end of that day.
     until: Option<String>,
     q: Option<String>,
     cursor: Option<String>,
@@ -74,17 +75,8 @@ fn non_empty(value: &Option<String>) -> Option<String> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
 }
 
-fn parse_bound(text: &str, end_of_day: bool) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(date) = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
-        let date = if end_of_day { date + Duration::days(1) } else { date };
-        let local = date.and_time(chrono::NaiveTime::MIN).and_local_timezone(Local);
-        return local
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| ApiError::bad_request(format!("{text:?} is not a date here")));
-    }
-    event::parse_utc(text)
-        .ok_or_else(|| ApiError::bad_request(format!("{text:?} is not a date (YYYY-MM-DD) or time")))
+fn bound(text: &str, bound: Bound) -> Result<DateTime<Utc>, ApiError> {
+    listing::parse_bound(text, bound, Utc::now()).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 impl FilterParams {
@@ -104,8 +96,8 @@ impl FilterParams {
             subject: non_empty(&self.subject),
             status,
             event: non_empty(&self.event),
-            since: non_empty(&self.since).map(|s| parse_bound(&s, false)).transpose()?,
-            until: non_empty(&self.until).map(|s| parse_bound(&s, true)).transpose()?,
+            since: non_empty(&self.since).map(|s| bound(&s, Bound::Since)).transpose()?,
+            until: non_empty(&self.until).map(|s| bound(&s, Bound::Until)).transpose()?,
             limit: None,
         })
     }
