@@ -5,7 +5,7 @@ use clap::Subcommand;
 use rusqlite::Connection;
 
 use super::read_secret;
-use cpwatch::receive::auth::{AuthMethod, AuthMode, DEFAULT_WEBHOOK};
+use cpwatch::receive::auth::{AuthMethod, AuthMode, WebhookId};
 use cpwatch::store::webhooks;
 
 #[derive(Debug, Subcommand)]
@@ -42,10 +42,7 @@ pub(super) enum WebhooksCommand {
 pub(super) fn webhooks_command(conn: &Connection, command: WebhooksCommand) -> anyhow::Result<()> {
     match command {
         WebhooksCommand::Add { id, auth, label, user, secret_env, secret_stdin } => {
-            let id = id.trim().to_string();
-            if id.is_empty() || id.len() > 100 || !id.chars().all(|c| c.is_ascii_graphic()) {
-                bail!("webhook id {id:?} is not an id such as 15 (or `{DEFAULT_WEBHOOK}`)");
-            }
+            let id = WebhookId::parse(&id)?;
             let method = match auth {
                 AuthMode::None => AuthMethod::None,
                 AuthMode::Passcode => AuthMethod::Passcode(read_secret(
@@ -64,12 +61,9 @@ pub(super) fn webhooks_command(conn: &Connection, command: WebhooksCommand) -> a
                     }
                 }
             };
-            webhooks::put(conn, &id, label.as_deref(), &method)?;
-            let which = if id == DEFAULT_WEBHOOK {
-                "default authentication".to_string()
-            } else {
-                format!("webhook {id}")
-            };
+            webhooks::put(conn, id.as_str(), label.as_deref(), &method)?;
+            let which =
+                if id.is_default() { "default authentication".to_string() } else { format!("webhook {id}") };
             println!("{which}: {} (a running receiver picks this up within a second)", auth.as_str());
         }
         WebhooksCommand::List { json } => {

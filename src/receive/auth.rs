@@ -15,6 +15,44 @@ use crate::receive::signature::{self, SignatureError};
 /// The webhook id under which the default authentication (for ids not configured) is kept.
 pub const DEFAULT_WEBHOOK: &str = "default";
 
+/// A webhook id, as CentrePoint sends it (`X-ActiGraph-Webhook-Id`) and as a person
+/// configures it: printable ASCII without spaces, at most [`WebhookId::MAX_LEN`] bytes;
+/// [`DEFAULT_WEBHOOK`] names the authentication for ids not configured.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WebhookId(String);
+
+/// Text that is not a webhook id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a webhook id is the number CentrePoint shows for the webhook, such as 15 (printable text, at most 100 characters), or `default`"
+)]
+pub struct InvalidWebhookId;
+
+impl WebhookId {
+    pub const MAX_LEN: usize = 100;
+
+    /// Reads a webhook id, trimmed of surrounding white space.
+    pub fn parse(text: &str) -> Result<WebhookId, InvalidWebhookId> {
+        let id = text.trim();
+        let usable = !id.is_empty() && id.len() <= Self::MAX_LEN && id.chars().all(|c| c.is_ascii_graphic());
+        usable.then(|| WebhookId(id.to_string())).ok_or(InvalidWebhookId)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == DEFAULT_WEBHOOK
+    }
+}
+
+impl fmt::Display for WebhookId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A secret value: shown as `***` in `Debug`, never serialised by accident.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -227,4 +265,19 @@ fn digest_eq(given: &str, expected: &str) -> bool {
 /// The `Authorization` header a sender would use for Basic credentials.
 pub fn basic_header(user: &str, password: &str) -> String {
     format!("Basic {}", BASE64.encode(format!("{user}:{password}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_id_is_printable_text_of_at_most_100_bytes_trimmed() {
+        assert_eq!(WebhookId::parse(" 15 ").map(|id| id.to_string()), Ok("15".to_string()));
+        assert!(WebhookId::parse(DEFAULT_WEBHOOK).is_ok_and(|id| id.is_default()));
+        assert!(WebhookId::parse(&"9".repeat(WebhookId::MAX_LEN)).is_ok(), "100 bytes is still an id");
+        for bad in ["", "   ", "1 5", "15\u{e9}", "1\t5", &"9".repeat(WebhookId::MAX_LEN + 1)] {
+            assert_eq!(WebhookId::parse(bad), Err(InvalidWebhookId), "{bad:?} is not a webhook id");
+        }
+    }
 }

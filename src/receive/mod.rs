@@ -28,7 +28,7 @@ use tower::ServiceExt as _;
 
 use crate::config::Config;
 use crate::event::{self, Event};
-use crate::receive::auth::{AuthOutcome, AuthTable, Credentials};
+use crate::receive::auth::{AuthOutcome, AuthTable, Credentials, WebhookId};
 use crate::store::{self, webhooks, NewDelivery, RefusedRequest, StoreError, Stored, WriterHandle};
 
 pub const EVENT_HEADER: &str = "x-actigraph-event";
@@ -295,7 +295,8 @@ async fn receive(
             None,
         );
     }
-    if !usable_token(&delivery_id, 200) || webhook_id.as_deref().is_some_and(|w| !usable_token(w, 100)) {
+    if !usable_token(&delivery_id, 200) || webhook_id.as_deref().is_some_and(|w| WebhookId::parse(w).is_err())
+    {
         return refuse(
             Refusal::new(
                 StatusCode::BAD_REQUEST,

@@ -9,7 +9,7 @@ use super::db;
 use crate::dashboard::desktop::DesktopSettingsView;
 use crate::dashboard::error::{ok, ApiError, ApiResult};
 use crate::dashboard::DashboardState;
-use crate::receive::auth::{AuthMethod, AuthMode, Secret, DEFAULT_WEBHOOK};
+use crate::receive::auth::{AuthMethod, AuthMode, Secret, WebhookId};
 use crate::store::settings::{self, Preferences};
 use crate::store::webhooks::{self, WebhookInfo};
 
@@ -102,12 +102,7 @@ pub(super) async fn put_webhook(
     Path(id): Path<String>,
     Json(form): Json<WebhookForm>,
 ) -> ApiResult {
-    let id = id.trim().to_string();
-    if id.is_empty() || id.len() > 100 || !id.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(ApiError::bad_request(format!(
-            "a webhook id is a number such as 15, or `{DEFAULT_WEBHOOK}`"
-        )));
-    }
+    let id = WebhookId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?.as_str().to_string();
     let label = form.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
     let secret = form.secret.filter(|s| !s.is_empty()).map(Secret::new);
     db(&state, move |conn| {
