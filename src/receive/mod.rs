@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -145,7 +145,8 @@ impl AuthCache {
     }
 
     fn reload(&self) -> rusqlite::Result<()> {
-        let conn = self.conn.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
+        // A panic elsewhere while holding the lock leaves the connection itself usable.
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let generation = webhooks::generation(&conn)?;
         if generation != self.generation.load(Ordering::Acquire) {
             let table = webhooks::auth_table(&conn)?;

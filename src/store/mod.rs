@@ -51,8 +51,9 @@ pub enum StoreError {
     NewerSchema { path: PathBuf, found: i64, known: i64 },
     #[error("the delivery store is shutting down")]
     Closed,
+    /// The delivery's transaction failed; shared by every delivery of a failed batch.
     #[error("the delivery could not be stored: {0}")]
-    WriteFailed(String),
+    WriteFailed(Arc<StoreError>),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }

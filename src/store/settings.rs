@@ -84,22 +84,35 @@ mod hh_mm {
     }
 }
 
+/// A preference outside what cpwatch accepts; the message is for the person who typed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPreference {
+    #[error("the public URL must start with https://")]
+    PublicUrl,
+    #[error("retention must be at least one day (or empty to keep everything)")]
+    Retention,
+    #[error("the stalled threshold must be between 1 minute and 7 days")]
+    StalledAfter,
+    #[error("the grouping window must be at most an hour")]
+    GroupWindow,
+}
+
 impl Preferences {
-    /// Checks values a person typed; the message says which one is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks values a person typed; the error says which one is wrong.
+    pub fn validate(&self) -> Result<(), InvalidPreference> {
         if let Some(url) = &self.public_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2000 {
-                return Err("the public URL must start with https://".into());
+                return Err(InvalidPreference::PublicUrl);
             }
         }
         if self.retention_days == Some(0) {
-            return Err("retention must be at least one day (or empty to keep everything)".into());
+            return Err(InvalidPreference::Retention);
         }
         if !(1..=10_080).contains(&self.stalled_after_minutes) {
-            return Err("the stalled threshold must be between 1 minute and 7 days".into());
+            return Err(InvalidPreference::StalledAfter);
         }
         if self.notifications.group_window_seconds > 3600 {
-            return Err("the grouping window must be at most an hour".into());
+            return Err(InvalidPreference::GroupWindow);
         }
         Ok(())
     }

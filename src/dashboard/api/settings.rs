@@ -48,7 +48,7 @@ pub(super) async fn get(State(state): State<DashboardState>) -> ApiResult {
 }
 
 pub(super) async fn put(State(state): State<DashboardState>, Json(prefs): Json<Preferences>) -> ApiResult {
-    prefs.validate().map_err(ApiError::bad_request)?;
+    prefs.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
     db(&state, move |conn| {
         settings::set_preferences(conn, &prefs)?;
         Ok(prefs)

@@ -296,17 +296,16 @@ fn run(
                 Err(_) => break,
             }
         }
-        if conn.is_none() {
-            // A previous batch failed (disk full, file made read-only, ...): start
-            // from a fresh connection so that the store recovers once the fault is gone.
-            checkpoints = Checkpoints::default();
-            conn = open_for_writing(&path)
-                .inspect_err(|e| tracing::error!("cannot reopen the database: {e}"))
-                .ok();
-        }
         let outcome = match conn.as_mut() {
-            Some(c) => commit(c, &batch, refused_keep).map_err(|e| e.to_string()),
-            None => Err("the database cannot be opened".to_string()),
+            Some(c) => commit(c, &batch, refused_keep).map_err(StoreError::from),
+            // A previous batch failed (disk full, file made read-only, ...): start from a
+            // fresh connection so that the store recovers once the fault is gone.
+            None => open_for_writing(&path)
+                .inspect_err(|e| tracing::error!("cannot reopen the database: {e}"))
+                .and_then(|c| {
+                    checkpoints = Checkpoints::default();
+                    commit(conn.insert(c), &batch, refused_keep).map_err(StoreError::from)
+                }),
         };
         match outcome {
             Ok(mut results) => {
@@ -340,6 +339,7 @@ fn run(
             Err(reason) => {
                 tracing::error!("could not commit {} queued operation(s): {reason}", batch.len());
                 conn = None;
+                let reason = Arc::new(reason);
                 for op in batch.drain(..) {
                     if let Op::Delivery(_, reply) = op {
                         let _ = reply.send(Err(StoreError::WriteFailed(reason.clone())));
@@ -379,7 +379,7 @@ fn commit(
                     Err(e) => {
                         tracing::error!("could not store delivery {}: {e}", delivery.delivery_id);
                         drop(sp);
-                        results.push(Some(Err(StoreError::WriteFailed(e.to_string()))));
+                        results.push(Some(Err(StoreError::WriteFailed(Arc::new(e.into())))));
                     }
                 }
             }
