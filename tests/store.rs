@@ -262,3 +262,31 @@ async fn stalled_uploads_can_be_listed_and_subjects_are_counted_and_paged() {
     assert_eq!(first.items[0].other_events, 1, "subject C's raw-processing event");
     s.close();
 }
+
+#[tokio::test]
+async fn the_command_line_list_and_the_dashboard_pages_break_ties_the_same_way() {
+    let s = Store::open();
+    let at = Utc::now();
+    // Three uploads changed at the same moment, in two studies.
+    for (id, study, upload) in [("t1", "189", "9"), ("t2", "204", "7"), ("t3", "204", "8")] {
+        let body = json!({ "status": "completed", "uploadId": upload, "studyId": study, "subjectId": "1" });
+        s.put(delivery(id, "upload", &body.to_string(), at)).await;
+    }
+    let conn = s.read();
+    let keys = |rows: &[cpwatch::store::uploads::UploadRow]| {
+        rows.iter().map(|u| format!("{}/{}", u.study_id, u.upload_id)).collect::<Vec<_>>()
+    };
+    let listed = keys(&uploads::list(&conn, &Filter::default()).expect("list"));
+    let mut paged = Vec::new();
+    let mut q = UploadQuery { limit: 1, ..Default::default() };
+    loop {
+        let page = uploads::page(&conn, &q).expect("page");
+        paged.extend(keys(&page.items));
+        match page.next_cursor {
+            Some(next) => q.cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed, vec!["204/8", "204/7", "189/9"], "ties: by study, then by upload, newest first");
+    assert_eq!(paged, listed, "page by page, the dashboard lists the same uploads in the same order");
+}

@@ -105,17 +105,29 @@ pub fn get(conn: &Connection, study: &str, upload: &str) -> rusqlite::Result<Opt
     .optional()
 }
 
-/// Uploads, most recently changed first.
-pub fn list(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<UploadRow>> {
-    let (terms, mut values) = filter.terms("updated_at", false);
-    let clause = where_clause(&terms);
-    values.push(SqlValue::Integer(filter.limit()));
+/// Uploads matching `terms`, in the one order every listing of uploads uses: most
+/// recently changed first, ties by study, then by upload (the order of the
+/// `(updated_at, study_id, upload_id)` index, which the pages' cursor walks).
+fn select(
+    conn: &Connection,
+    terms: &[String],
+    mut values: Vec<SqlValue>,
+    limit: i64,
+) -> rusqlite::Result<Vec<UploadRow>> {
+    values.push(SqlValue::Integer(limit));
     let sql = format!(
-        "SELECT {UPLOAD_COLUMNS} FROM uploads {clause} ORDER BY updated_at DESC, upload_id DESC LIMIT ?"
+        "SELECT {UPLOAD_COLUMNS} FROM uploads {} ORDER BY updated_at DESC, study_id DESC, upload_id DESC LIMIT ?",
+        where_clause(terms)
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(values), upload_row_from)?;
     rows.collect()
+}
+
+/// Uploads, most recently changed first, up to the filter's limit (all without one).
+pub fn list(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<UploadRow>> {
+    let (terms, values) = filter.terms("updated_at", false);
+    select(conn, &terms, values, filter.limit())
 }
 
 /// Where the previous page of uploads ended.
@@ -164,13 +176,7 @@ pub fn page(conn: &Connection, q: &UploadQuery) -> rusqlite::Result<Page<UploadR
         values.extend([SqlValue::Integer(at), SqlValue::Text(study), SqlValue::Text(upload)]);
     }
     let limit = q.limit.clamp(1, 500);
-    values.push(SqlValue::Integer(i64::from(limit) + 1));
-    let sql = format!(
-        "SELECT {UPLOAD_COLUMNS} FROM uploads {} ORDER BY updated_at DESC, study_id DESC, upload_id DESC LIMIT ?",
-        where_clause(&terms)
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let items = stmt.query_map(params_from_iter(values), upload_row_from)?.collect::<Result<_, _>>()?;
+    let items = select(conn, &terms, values, i64::from(limit) + 1)?;
     Ok(Page::from_rows(items, limit, upload_cursor))
 }
 
