@@ -123,6 +123,26 @@ impl Receiver {
         self.first_start
     }
 
+    /// What `cpwatch serve` and the desktop app print once started: where deliveries
+    /// are received (scripts and tests read the ports here), the dashboard, the data,
+    /// and the public URL, or on a first start without one, how to get one.
+    pub fn banner(&self) -> String {
+        let url = self.webhook_url();
+        let mut text = format!(
+            "cpwatch is receiving CentrePoint deliveries at {url}\ndashboard: {}\ndata: {}\n",
+            self.dashboard_url(),
+            self.data_dir.display()
+        );
+        match &self.config.public_url {
+            Some(public) => {
+                text.push_str(&format!("public URL (enter it in the CentrePoint portal): {public}\n"))
+            }
+            None if self.first_start => text.push_str(&first_start_guide(&url, self.local_addr().port())),
+            None => {}
+        }
+        text
+    }
+
     /// Serves the receiver and the dashboard until `shutdown` resolves, then finishes
     /// in-flight deliveries and flushes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
@@ -198,4 +218,16 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("stopping: finishing in-flight deliveries");
+}
+
+/// How to get from a first start to CentrePoint's first delivery.
+fn first_start_guide(url: &str, port: u16) -> String {
+    format!(
+        "\nFirst start. CentrePoint only posts to public HTTPS URLs, so expose this receiver with a tunnel:\n  \
+         ngrok http {port}                                # then use https://<id>.ngrok.app/webhook\n  \
+         cloudflared tunnel --url http://127.0.0.1:{port}  # then use https://<name>.trycloudflare.com/webhook\n\
+         In the CentrePoint portal, set the webhook's target URL to that public URL, choose a signing passcode,\n\
+         and give cpwatch the same passcode: cpwatch webhooks add <webhook id> --auth passcode\n\
+         Then press Validate in the portal. Test locally now with: cpwatch send {url}\n\n"
+    )
 }
