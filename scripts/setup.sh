@@ -8,6 +8,7 @@
 #            notification daemon, a StatusNotifierWatcher, ImageMagick for
 #            screenshots, Chromium and its WebDriver, and mount, mkfs.ext4, e2fsck
 #            and chattr for the storage-fault tests
+#   lint     rustfmt and clippy (rustup components), for the checks scripts/test.sh runs
 set -euo pipefail
 
 cpwatch_packages() {
@@ -16,6 +17,7 @@ cpwatch_packages() {
     case "$group" in
       base) echo build-essential pkg-config ca-certificates curl ;;
       desktop) echo libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev ;;
+      lint) ;;
       e2e) echo xvfb xauth dbus dbus-x11 dunst libnotify-bin haskell-status-notifier-item-utils imagemagick chromium chromium-driver mount e2fsprogs ;;
       *) echo "setup: unknown package group $group" >&2; return 1 ;;
     esac
@@ -42,6 +44,10 @@ cpwatch_setup() {
       curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
       export PATH="$HOME/.cargo/bin:$PATH"
     fi
+  fi
+  if [[ " $* " == *" lint "* ]] && ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
+    echo "setup: installing rustfmt and clippy"
+    rustup component add rustfmt clippy
   fi
 }
 
