@@ -107,14 +107,20 @@ pub(super) fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
+/// Prints `rows` as JSON with `--json`, or `none` when there are none; true when the
+/// caller is left to print them as a table.
+fn table_wanted<T: serde::Serialize>(rows: &[T], json: bool, none: &str) -> anyhow::Result<bool> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+    } else if rows.is_empty() {
+        println!("{none}");
+    }
+    Ok(!json && !rows.is_empty())
+}
+
 pub(super) fn list_uploads(conn: &Connection, args: &FilterArgs) -> anyhow::Result<()> {
     let rows = uploads::list(conn, &args.filter())?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    if rows.is_empty() {
-        println!("no uploads match");
+    if !table_wanted(&rows, args.json, "no uploads match")? {
         return Ok(());
     }
     println!(
@@ -188,12 +194,7 @@ pub(super) fn show_upload(conn: &Connection, study: &str, upload: &str, json: bo
 
 pub(super) fn list_deliveries(conn: &Connection, args: &FilterArgs) -> anyhow::Result<()> {
     let rows = deliveries::list(conn, &args.filter())?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    if rows.is_empty() {
-        println!("no deliveries match");
+    if !table_wanted(&rows, args.json, "no deliveries match")? {
         return Ok(());
     }
     println!("{:<7} {:<19}  {:<26} {:<15} summary", "#", "received (UTC)", "event", "flag");
@@ -248,12 +249,8 @@ pub(super) fn show_delivery(conn: &Connection, key: &str, json: bool) -> anyhow:
 
 pub(super) fn list_refused(conn: &Connection, limit: u32, json: bool) -> anyhow::Result<()> {
     let rows = refused::list(conn, limit, None)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+    if !table_wanted(&rows, json, "no refused requests")? {
         return Ok(());
-    }
-    if rows.is_empty() {
-        println!("no refused requests");
     }
     for r in rows {
         println!(

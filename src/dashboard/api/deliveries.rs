@@ -2,12 +2,21 @@
 //! `/api/refused` (the refused-request log).
 
 use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::Router;
 
 use super::{db, non_empty, FilterParams};
 use crate::dashboard::error::{ok, ApiError, ApiResult};
 use crate::dashboard::DashboardState;
 use crate::store::deliveries::{self, DeliveryQuery};
 use crate::store::refused;
+
+pub(super) fn routes() -> Router<DashboardState> {
+    Router::new()
+        .route("/deliveries", get(list))
+        .route("/deliveries/{seq}", get(detail))
+        .route("/refused", get(refused))
+}
 
 /// The `cursor` parameter as the number where the previous page ended.
 fn numeric_cursor(params: &FilterParams, what: &str) -> Result<Option<i64>, ApiError> {
@@ -16,10 +25,7 @@ fn numeric_cursor(params: &FilterParams, what: &str) -> Result<Option<i64>, ApiE
         .transpose()
 }
 
-pub(super) async fn list(
-    State(state): State<DashboardState>,
-    Query(params): Query<FilterParams>,
-) -> ApiResult {
+async fn list(State(state): State<DashboardState>, Query(params): Query<FilterParams>) -> ApiResult {
     let q = DeliveryQuery {
         filter: params.filter()?,
         flagged: params.flagged.unwrap_or(false),
@@ -29,7 +35,7 @@ pub(super) async fn list(
     db(&state, move |conn| Ok(deliveries::page(conn, &q)?)).await.and_then(ok)
 }
 
-pub(super) async fn detail(State(state): State<DashboardState>, Path(seq): Path<i64>) -> ApiResult {
+async fn detail(State(state): State<DashboardState>, Path(seq): Path<i64>) -> ApiResult {
     db(&state, move |conn| {
         deliveries::get(conn, &seq.to_string())?
             .filter(|d| d.row.seq == seq)
@@ -39,10 +45,7 @@ pub(super) async fn detail(State(state): State<DashboardState>, Path(seq): Path<
     .and_then(ok)
 }
 
-pub(super) async fn refused(
-    State(state): State<DashboardState>,
-    Query(params): Query<FilterParams>,
-) -> ApiResult {
+async fn refused(State(state): State<DashboardState>, Query(params): Query<FilterParams>) -> ApiResult {
     let limit = params.limit();
     let before = numeric_cursor(&params, "refused-request id")?;
     db(&state, move |conn| Ok(refused::list(conn, limit, before)?)).await.and_then(ok)

@@ -9,7 +9,7 @@ mod test_delivery;
 mod uploads;
 
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -21,21 +21,12 @@ use crate::store::Filter;
 
 pub(super) fn router() -> Router<DashboardState> {
     Router::new()
-        .route("/overview", get(overview::overview))
-        .route("/uploads", get(uploads::list))
-        .route("/uploads/{study}/{upload}", get(uploads::detail))
-        .route("/studies", get(studies::list))
-        .route("/studies/{study}", put(studies::name))
-        .route("/studies/{study}/subjects", get(studies::subjects))
-        .route("/studies/{study}/subjects/{subject}", get(studies::subject))
-        .route("/deliveries", get(deliveries::list))
-        .route("/deliveries/{seq}", get(deliveries::detail))
-        .route("/refused", get(deliveries::refused))
-        .route("/settings", get(settings::get).put(settings::put))
-        .route("/desktop", put(settings::put_desktop))
-        .route("/webhooks/{id}", put(settings::put_webhook).delete(settings::delete_webhook))
-        .route("/test-delivery", post(test_delivery::send))
-        .route("/export", get(uploads::export))
+        .merge(overview::routes())
+        .merge(uploads::routes())
+        .merge(studies::routes())
+        .merge(deliveries::routes())
+        .merge(settings::routes())
+        .merge(test_delivery::routes())
         .route("/events", get(live::live))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
 }

@@ -1,6 +1,8 @@
 //! `GET /api/overview`: the receiver's health, the totals and every study's card.
 
 use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
 use chrono::{DateTime, Duration, Local, NaiveDate, Utc};
 use serde::Serialize;
 
@@ -10,6 +12,10 @@ use crate::dashboard::DashboardState;
 use crate::store::status::{self, Counts};
 use crate::store::studies::{self, StudyCard};
 use crate::store::{settings, webhooks};
+
+pub(super) fn routes() -> Router<DashboardState> {
+    Router::new().route("/overview", get(overview))
+}
 
 #[derive(Serialize)]
 struct Overview {
@@ -34,7 +40,7 @@ struct ReceiverHealth {
     refused_not_logged: u64,
 }
 
-pub(super) async fn overview(State(state): State<DashboardState>) -> ApiResult {
+async fn overview(State(state): State<DashboardState>) -> ApiResult {
     let inner = state.inner.clone();
     let refused_not_logged = inner.writer.dropped_refusals();
     let desktop = inner.desktop.status();

@@ -2,7 +2,9 @@
 //! app's own), and webhook authentication (`PUT`/`DELETE /api/webhooks/{id}`).
 
 use axum::extract::{Path, State};
+use axum::routing::{get, put};
 use axum::Json;
+use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::db;
@@ -12,6 +14,13 @@ use crate::dashboard::DashboardState;
 use crate::receive::auth::{AuthMethod, AuthMode, Secret, WebhookId};
 use crate::store::settings::{self, Preferences};
 use crate::store::webhooks::{self, WebhookInfo};
+
+pub(super) fn routes() -> Router<DashboardState> {
+    Router::new()
+        .route("/settings", get(get_settings).put(put_settings))
+        .route("/desktop", put(put_desktop))
+        .route("/webhooks/{id}", put(put_webhook).delete(delete_webhook))
+}
 
 #[derive(Serialize)]
 struct Settings {
@@ -29,7 +38,7 @@ struct ReceiverSettings {
     configured_public_url: Option<String>,
 }
 
-pub(super) async fn get(State(state): State<DashboardState>) -> ApiResult {
+async fn get_settings(State(state): State<DashboardState>) -> ApiResult {
     let inner = state.inner.clone();
     db(&state, move |conn| {
         Ok(Settings {
@@ -47,7 +56,7 @@ pub(super) async fn get(State(state): State<DashboardState>) -> ApiResult {
     .and_then(ok)
 }
 
-pub(super) async fn put(State(state): State<DashboardState>, Json(prefs): Json<Preferences>) -> ApiResult {
+async fn put_settings(State(state): State<DashboardState>, Json(prefs): Json<Preferences>) -> ApiResult {
     prefs.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
     db(&state, move |conn| {
         settings::set_preferences(conn, &prefs)?;
@@ -60,14 +69,11 @@ pub(super) async fn put(State(state): State<DashboardState>, Json(prefs): Json<P
 /// The desktop app's own settings, as the Settings page changes them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct DesktopForm {
+struct DesktopForm {
     start_at_login: bool,
 }
 
-pub(super) async fn put_desktop(
-    State(state): State<DashboardState>,
-    Json(form): Json<DesktopForm>,
-) -> ApiResult {
+async fn put_desktop(State(state): State<DashboardState>, Json(form): Json<DesktopForm>) -> ApiResult {
     let Some(settings) = state.inner.desktop.settings().cloned() else {
         return Err(ApiError::conflict(
             "these are settings of the cpwatch desktop app; this dashboard is served by `cpwatch serve`",
@@ -90,14 +96,14 @@ pub(super) async fn put_desktop(
 /// keeps the current one (when the mode is unchanged).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct WebhookForm {
+struct WebhookForm {
     label: Option<String>,
     auth_mode: AuthMode,
     user: Option<String>,
     secret: Option<String>,
 }
 
-pub(super) async fn put_webhook(
+async fn put_webhook(
     State(state): State<DashboardState>,
     Path(id): Path<String>,
     Json(form): Json<WebhookForm>,
@@ -144,7 +150,7 @@ struct Removed {
     removed: String,
 }
 
-pub(super) async fn delete_webhook(State(state): State<DashboardState>, Path(id): Path<String>) -> ApiResult {
+async fn delete_webhook(State(state): State<DashboardState>, Path(id): Path<String>) -> ApiResult {
     db(&state, move |conn| {
         if webhooks::remove(conn, &id)? {
             Ok(Removed { removed: id })

@@ -2,7 +2,9 @@
 //! `/api/studies/{study}/subjects` and one subject's uploads and events.
 
 use axum::extract::{Path, Query, State};
+use axum::routing::{get, put};
 use axum::Json;
+use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::{db, non_empty, FilterParams};
@@ -13,13 +15,21 @@ use crate::store::subjects::{self, SubjectEvent, SubjectRow};
 use crate::store::uploads::{self, UploadQuery, UploadRow};
 use crate::store::{studies, Filter};
 
-pub(super) async fn list(State(state): State<DashboardState>) -> ApiResult {
+pub(super) fn routes() -> Router<DashboardState> {
+    Router::new()
+        .route("/studies", get(list))
+        .route("/studies/{study}", put(name))
+        .route("/studies/{study}/subjects", get(subjects))
+        .route("/studies/{study}/subjects/{subject}", get(subject))
+}
+
+async fn list(State(state): State<DashboardState>) -> ApiResult {
     db(&state, |conn| Ok(studies::list(conn)?)).await.and_then(ok)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct StudyName {
+struct StudyName {
     label: Option<String>,
 }
 
@@ -29,7 +39,7 @@ struct Named {
     label: Option<String>,
 }
 
-pub(super) async fn name(
+async fn name(
     State(state): State<DashboardState>,
     Path(study): Path<String>,
     Json(body): Json<StudyName>,
@@ -57,7 +67,7 @@ struct Subjects {
     next_cursor: Option<String>,
 }
 
-pub(super) async fn subjects(
+async fn subjects(
     State(state): State<DashboardState>,
     Path(study): Path<String>,
     Query(params): Query<FilterParams>,
@@ -82,7 +92,7 @@ struct Subject {
     events: Vec<SubjectEvent>,
 }
 
-pub(super) async fn subject(
+async fn subject(
     State(state): State<DashboardState>,
     Path((study, subject)): Path<(String, String)>,
 ) -> ApiResult {

@@ -4,7 +4,9 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::post;
 use axum::Json;
+use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use crate::dashboard::error::{ok, ApiError, ApiResult};
@@ -13,9 +15,13 @@ use crate::emulator::send;
 use crate::event::UploadStatus;
 use crate::store::webhooks;
 
+pub(super) fn routes() -> Router<DashboardState> {
+    Router::new().route("/test-delivery", post(send))
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(super) struct TestDelivery {
+struct TestDelivery {
     status: Option<String>,
     webhook_id: Option<String>,
     study: Option<String>,
@@ -33,7 +39,7 @@ struct TestSent {
     latency_ms: f64,
 }
 
-pub(super) async fn send(State(state): State<DashboardState>, body: Option<Json<TestDelivery>>) -> ApiResult {
+async fn send(State(state): State<DashboardState>, body: Option<Json<TestDelivery>>) -> ApiResult {
     let request = body.map(|Json(b)| b).unwrap_or_default();
     let status = request.status.unwrap_or_else(|| "completed".into());
     if UploadStatus::parse(&status).is_none() {

@@ -4,6 +4,8 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::IntoResponse as _;
+use axum::routing::get;
+use axum::Router;
 use chrono::{Duration, Local, Utc};
 use serde::Serialize;
 
@@ -14,6 +16,13 @@ use crate::export::{self, Format};
 use crate::store::deliveries::{self, DeliveryDetail};
 use crate::store::uploads::{self, UploadQuery, UploadRow};
 use crate::store::{settings, studies};
+
+pub(super) fn routes() -> Router<DashboardState> {
+    Router::new()
+        .route("/uploads", get(list))
+        .route("/uploads/{study}/{upload}", get(detail))
+        .route("/export", get(export))
+}
 
 impl FilterParams {
     /// The uploads query these parameters ask for, from the first page.
@@ -35,10 +44,7 @@ fn stalled_before(conn: &rusqlite::Connection, q: &mut UploadQuery) -> Result<()
     Ok(())
 }
 
-pub(super) async fn list(
-    State(state): State<DashboardState>,
-    Query(params): Query<FilterParams>,
-) -> ApiResult {
+async fn list(State(state): State<DashboardState>, Query(params): Query<FilterParams>) -> ApiResult {
     let mut q = params.upload_query(params.limit())?;
     let stalled = params.stalled.unwrap_or(false);
     db(&state, move |conn| {
@@ -58,7 +64,7 @@ struct UploadDetail {
     timeline: Vec<DeliveryDetail>,
 }
 
-pub(super) async fn detail(
+async fn detail(
     State(state): State<DashboardState>,
     Path((study, upload)): Path<(String, String)>,
 ) -> ApiResult {
@@ -75,10 +81,7 @@ pub(super) async fn detail(
     .and_then(ok)
 }
 
-pub(super) async fn export(
-    State(state): State<DashboardState>,
-    Query(params): Query<FilterParams>,
-) -> ApiResult {
+async fn export(State(state): State<DashboardState>, Query(params): Query<FilterParams>) -> ApiResult {
     let format = match params.format.as_deref().unwrap_or("csv") {
         "csv" => Format::Csv,
         "json" => Format::Json,
