@@ -114,12 +114,12 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             config.public_url = args.public_url.or(config.public_url);
             config.max_body_bytes = args.max_body.unwrap_or(config.max_body_bytes);
             config.validate()?;
-            serve::serve(config)?;
+            serve::run(config)?;
             Ok(ok)
         }
-        Command::Send(args) => send::send_command(&config, *args),
+        Command::Send(args) => send::run(&config, *args),
         Command::Webhooks(command) => {
-            webhooks::webhooks_command(&open_store(&config)?, command)?;
+            webhooks::run(&open_store(&config)?, command)?;
             Ok(ok)
         }
         Command::Uploads { command, filter } => {
@@ -149,7 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(ok)
         }
         Command::Status { json } => {
-            status::status(&config, json)?;
+            status::run(&config, json)?;
             Ok(ok)
         }
     }

@@ -111,7 +111,7 @@ pub(super) struct SendArgs {
     timeout: u64,
 }
 
-pub(super) fn send_command(config: &Config, args: SendArgs) -> anyhow::Result<std::process::ExitCode> {
+pub(super) fn run(config: &Config, args: SendArgs) -> anyhow::Result<std::process::ExitCode> {
     let url = args.url.clone().unwrap_or_else(|| config.local_webhook_url(config.listen));
     let auth = if let Some(var) = &args.passcode_env {
         SendAuth::Passcode { scheme: args.scheme, passcode: read_secret(Some(var), false, "passcode")? }

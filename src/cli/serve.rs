@@ -27,7 +27,7 @@ pub(super) struct ServeArgs {
     pub(super) max_body: Option<usize>,
 }
 
-pub(super) fn serve(config: Config) -> anyhow::Result<()> {
+pub(super) fn run(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let receiver = Receiver::start(config).await?;

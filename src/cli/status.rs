@@ -6,7 +6,7 @@ use super::history::time;
 use cpwatch::config::Config;
 use cpwatch::store::{self, status, webhooks};
 
-pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
+pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     let dir = config.data_dir()?;
     let conn = store::open_in(&dir)?;
     let counts = status::counts(&conn, Utc::now())?;

@@ -39,7 +39,7 @@ pub(super) enum WebhooksCommand {
     Remove { id: String },
 }
 
-pub(super) fn webhooks_command(conn: &Connection, command: WebhooksCommand) -> anyhow::Result<()> {
+pub(super) fn run(conn: &Connection, command: WebhooksCommand) -> anyhow::Result<()> {
     match command {
         WebhooksCommand::Add { id, auth, label, user, secret_env, secret_stdin } => {
             let id = WebhookId::parse(&id)?;
