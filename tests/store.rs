@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Local, Utc};
 use cpwatch::event;
 use cpwatch::store::uploads::{self, UploadQuery};
 use cpwatch::store::{self, writer, NewDelivery, Stored};
-use cpwatch::store::{status, studies, subjects, Filter};
+use cpwatch::store::{retention, status, studies, subjects, Filter};
 use serde_json::json;
 
 fn delivery(id: &str, event_name: &str, body: &str, at: DateTime<Utc>) -> NewDelivery {
@@ -203,7 +203,7 @@ async fn retention_deletes_only_what_is_older_than_the_cutoff() {
     s.put(delivery("r-2", "upload", &upload_body("2", "completed"), now)).await;
     s.close_writer_then(|path| {
         let mut conn = store::open(path).expect("a connection");
-        let deleted = writer::prune(&mut conn, now - Duration::days(30)).expect("prune");
+        let deleted = retention::prune(&mut conn, now - Duration::days(30)).expect("prune");
         assert!(deleted >= 2, "the old delivery and its upload: {deleted}");
         let uploads = uploads::list(&conn, &Filter::default()).expect("uploads");
         assert_eq!(uploads.len(), 1);

@@ -6,6 +6,7 @@
 //! never block it. Durability: WAL with `synchronous=FULL`, so a commit has reached
 //! the disk (the WAL file is fsynced) before any delivery in it is acknowledged.
 
+pub mod retention;
 mod schema;
 pub mod writer;
 
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone as _, Utc};
+use chrono::{DateTime, Local, TimeZone as _, Utc};
 use rusqlite::{Connection, OpenFlags};
 
 pub use listing::{Filter, Page};
@@ -218,6 +219,11 @@ pub fn to_ms(t: DateTime<Utc>) -> i64 {
 
 pub fn from_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// The calendar day of `t` on this machine, which is where the researcher reads the dashboard.
+pub fn local_day(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Local).format("%Y-%m-%d").to_string()
 }
 
 /// Connections for reads (and the dashboard's rare settings writes), used off the async

@@ -2,6 +2,7 @@
 //! delivery that is waiting in one transaction (group commit), so under load one
 //! fsync covers many deliveries, and at rest a delivery is committed at once.
 
+mod apply;
 mod checkpoint;
 
 use std::path::PathBuf;
@@ -12,12 +13,12 @@ use std::thread::JoinHandle;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{to_ms, uploads, StoreError};
+use super::retention::Retention;
+use super::StoreError;
 use crate::event::upload::{Transition, UploadState};
-use crate::event::{Event, Parsed, PayloadError, UploadEvent, UploadStatus};
+use crate::event::{Event, Parsed, PayloadError};
 
 /// How many operations one transaction takes at most.
 const MAX_BATCH: usize = 512;
@@ -371,7 +372,7 @@ fn commit(
         match op {
             Op::Delivery(delivery, _) => {
                 let sp = tx.savepoint()?;
-                match insert_delivery(&sp, delivery) {
+                match apply::insert_delivery(&sp, delivery) {
                     Ok(stored) => {
                         sp.commit()?;
                         results.push(Some(Ok(stored)));
@@ -384,7 +385,7 @@ fn commit(
                 }
             }
             Op::Refused(refused) => {
-                insert_refused(&tx, refused)?;
+                apply::insert_refused(&tx, refused)?;
                 refused_added = true;
                 results.push(None);
             }
@@ -398,286 +399,6 @@ fn commit(
     }
     tx.commit()?;
     Ok(results)
-}
-
-fn insert_delivery(conn: &Connection, d: &NewDelivery) -> rusqlite::Result<Stored> {
-    let event = d.event();
-    let at = to_ms(d.received_at);
-    let headers = serde_json::to_string(&d.headers).unwrap_or_else(|_| "[]".into());
-    let body_sha256 = Sha256::digest(&d.body).to_vec();
-    let (seq, duplicates): (i64, i64) = conn
-        .prepare_cached(
-            "INSERT INTO deliveries (delivery_id, body_sha256, event, webhook_id, received_at, peer,
-             forwarded_for, auth, headers, body, flag, problem, study_id, subject_id,
-             upload_id, status, summary)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-         ON CONFLICT (delivery_id, body_sha256) DO UPDATE
-             SET duplicates = duplicates + 1, last_duplicate_at = excluded.received_at
-         RETURNING seq, duplicates",
-        )?
-        .query_row(
-            params![
-                d.delivery_id,
-                body_sha256,
-                d.event_name,
-                d.webhook_id,
-                at,
-                d.peer,
-                d.forwarded_for,
-                d.auth,
-                headers,
-                d.body,
-                d.flag(),
-                d.problem(),
-                event.and_then(Event::study_id),
-                event.and_then(Event::subject_id),
-                event.and_then(Event::upload_id),
-                event.and_then(Event::status),
-                d.summary(),
-            ],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-    if duplicates > 0 {
-        return Ok(Stored::Duplicate { seq });
-    }
-    let Some(event) = event else {
-        return Ok(Stored::New { seq, upload: None });
-    };
-    if let Some(study) = event.study_id() {
-        conn.prepare_cached("INSERT INTO studies (study_id, first_seen_at, last_delivery_at) VALUES (?1, ?2, ?2)
-             ON CONFLICT (study_id) DO UPDATE SET last_delivery_at = max(last_delivery_at, excluded.last_delivery_at)")?.execute(params![study, at],
-        )?;
-        if let Some(subject) = event.subject_id() {
-            let other = i64::from(!matches!(event, Event::Upload(_)));
-            conn.prepare_cached("INSERT INTO subjects (study_id, subject_id, subject_identifier, first_seen_at, last_delivery_at,
-                     other_events)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)
-                 ON CONFLICT (study_id, subject_id) DO UPDATE SET
-                     subject_identifier = coalesce(excluded.subject_identifier, subject_identifier),
-                     last_delivery_at = max(last_delivery_at, excluded.last_delivery_at),
-                     other_events = other_events + excluded.other_events")?.execute(params![study, subject, event.subject_identifier(), at, other],
-            )?;
-        }
-    }
-    let upload = match event {
-        Event::Upload(upload) => Some(apply_upload(conn, upload, d.received_at)?),
-        _ => None,
-    };
-    Ok(Stored::New { seq, upload })
-}
-
-fn apply_upload(conn: &Connection, event: &UploadEvent, at: DateTime<Utc>) -> rusqlite::Result<UploadChange> {
-    let existing = uploads::state(conn, &event.study_id, &event.upload_id)?;
-    let (state, transition) = match existing {
-        Some(mut state) => {
-            let transition = state.apply(event, at);
-            (state, transition)
-        }
-        None => (UploadState::new(event, at), Transition::Created),
-    };
-    let local = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string());
-    let day = local_day(at);
-    conn.prepare_cached(
-        "INSERT INTO uploads (study_id, upload_id, subject_id, status, started_at, completed_at,
-             failed_at, error_message, first_epoch_utc, last_epoch_utc, first_epoch_subject_tz,
-             last_epoch_subject_tz, first_seen_at, first_seen_day, updated_at, deliveries)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?13, 1)
-         ON CONFLICT (study_id, upload_id) DO UPDATE SET
-             subject_id = excluded.subject_id, status = excluded.status,
-             started_at = excluded.started_at, completed_at = excluded.completed_at,
-             failed_at = excluded.failed_at, error_message = excluded.error_message,
-             first_epoch_utc = excluded.first_epoch_utc, last_epoch_utc = excluded.last_epoch_utc,
-             first_epoch_subject_tz = excluded.first_epoch_subject_tz,
-             last_epoch_subject_tz = excluded.last_epoch_subject_tz,
-             updated_at = excluded.updated_at, deliveries = deliveries + 1",
-    )?
-    .execute(params![
-        event.study_id,
-        event.upload_id,
-        state.subject_id,
-        state.status.as_str(),
-        state.started_at.map(to_ms),
-        state.completed_at.map(to_ms),
-        state.failed_at.map(to_ms),
-        state.error_message,
-        state.first_epoch_utc.map(to_ms),
-        state.last_epoch_utc.map(to_ms),
-        local(state.first_epoch_subject_tz),
-        local(state.last_epoch_subject_tz),
-        to_ms(at),
-        day,
-    ])?;
-    // Keep the subject's counts: each upload counted once, under its current status.
-    if let Some(subject) = &state.subject_id {
-        let mut delta = [0i64; 3];
-        let slot = |s: UploadStatus| match s {
-            UploadStatus::Started => 0,
-            UploadStatus::Completed => 1,
-            UploadStatus::Error => 2,
-        };
-        match transition {
-            Transition::Created => delta[slot(state.status)] += 1,
-            Transition::Changed(before) => {
-                delta[slot(before)] -= 1;
-                delta[slot(state.status)] += 1;
-            }
-            Transition::Unchanged => {}
-        }
-        conn.prepare_cached("UPDATE subjects SET uploads_started = uploads_started + ?3, uploads_completed = uploads_completed + ?4,
-                 uploads_error = uploads_error + ?5, last_upload_at = max(coalesce(last_upload_at, 0), ?6)
-             WHERE study_id = ?1 AND subject_id = ?2")?.execute(params![event.study_id, subject, delta[0], delta[1], delta[2], to_ms(at)],
-        )?;
-    }
-    // Keep the per-day counts: the upload counts on the day it was first seen, under
-    // its current status.
-    match transition {
-        Transition::Created => count_day(conn, &event.study_id, &day, state.status.as_str(), 1)?,
-        Transition::Changed(before) => {
-            let first_day: String = conn
-                .prepare_cached("SELECT first_seen_day FROM uploads WHERE study_id = ?1 AND upload_id = ?2")?
-                .query_row(params![event.study_id, event.upload_id], |row| row.get(0))?;
-            count_day(conn, &event.study_id, &first_day, before.as_str(), -1)?;
-            count_day(conn, &event.study_id, &first_day, state.status.as_str(), 1)?;
-        }
-        Transition::Unchanged => {}
-    }
-    Ok(UploadChange {
-        study_id: event.study_id.clone(),
-        upload_id: event.upload_id.clone(),
-        state,
-        transition,
-    })
-}
-
-/// Applies the retention preference. It runs only when deliveries arrive (an idle
-/// receiver does no work at all), at most once an hour, and deletes in slices so that a
-/// first run over years of history never holds up deliveries for long.
-#[derive(Default)]
-struct Retention {
-    last_run: Option<std::time::Instant>,
-}
-
-const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
-const RETENTION_SLICE: i64 = 5000;
-
-impl Retention {
-    fn apply_if_due(&mut self, conn: &mut Connection) {
-        if self.last_run.is_some_and(|at| at.elapsed() < RETENTION_INTERVAL) {
-            return;
-        }
-        self.last_run = Some(std::time::Instant::now());
-        let days = match super::settings::preferences(conn) {
-            Ok(prefs) => prefs.retention_days,
-            Err(e) => {
-                tracing::warn!("cannot read the retention setting: {e}");
-                return;
-            }
-        };
-        let Some(days) = days else { return };
-        let cutoff = Utc::now() - chrono::Duration::days(days.into());
-        match prune(conn, cutoff) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("retention: deleted {n} row(s) older than {days} days"),
-            Err(e) => tracing::warn!("retention could not delete old rows: {e}"),
-        }
-    }
-}
-
-/// Deletes deliveries, uploads and refused requests from before `cutoff`, and their
-/// per-day counts. Returns the number of rows deleted.
-pub fn prune(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Result<usize> {
-    let at = to_ms(cutoff);
-    let day = local_day(cutoff);
-    let mut total = 0;
-    let slices = [
-        "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries WHERE received_at < ?1 LIMIT ?2)",
-        "DELETE FROM uploads WHERE rowid IN (SELECT rowid FROM uploads WHERE updated_at < ?1 LIMIT ?2)",
-        "DELETE FROM refused WHERE id IN (SELECT id FROM refused WHERE received_at < ?1 LIMIT ?2)",
-    ];
-    for sql in slices {
-        loop {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let n = tx.execute(sql, params![at, RETENTION_SLICE])?;
-            tx.commit()?;
-            total += n;
-            if (n as i64) < RETENTION_SLICE {
-                break;
-            }
-        }
-    }
-    if total == 0 {
-        return Ok(0);
-    }
-    // Old days lose the uploads just deleted but keep those still there (first seen
-    // before the cutoff, changed after it), so the per-day totals stay exact.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute("DELETE FROM upload_days WHERE day < ?1", [&day])?;
-    tx.execute(
-        "INSERT INTO upload_days (study_id, day, status, uploads)
-         SELECT study_id, first_seen_day, status, count(*) FROM uploads WHERE first_seen_day < ?1
-         GROUP BY study_id, first_seen_day, status",
-        [&day],
-    )?;
-    // Subjects keep their counts of what is left.
-    tx.execute_batch(
-        "UPDATE subjects SET
-             uploads_started = (SELECT count(*) FROM uploads u WHERE u.study_id = subjects.study_id
-                                AND u.subject_id = subjects.subject_id AND u.status = 'started'),
-             uploads_completed = (SELECT count(*) FROM uploads u WHERE u.study_id = subjects.study_id
-                                AND u.subject_id = subjects.subject_id AND u.status = 'completed'),
-             uploads_error = (SELECT count(*) FROM uploads u WHERE u.study_id = subjects.study_id
-                                AND u.subject_id = subjects.subject_id AND u.status = 'error'),
-             other_events = (SELECT count(*) FROM deliveries d WHERE d.study_id = subjects.study_id
-                                AND d.subject_id = subjects.subject_id AND d.event <> 'upload')",
-    )?;
-    tx.commit()?;
-    Ok(total)
-}
-
-fn count_day(conn: &Connection, study: &str, day: &str, status: &str, delta: i64) -> rusqlite::Result<()> {
-    if delta < 0 {
-        // A day already removed by retention stays removed.
-        conn.prepare_cached(
-            "UPDATE upload_days SET uploads = uploads + ?4 WHERE study_id = ?1 AND day = ?2 AND status = ?3",
-        )?
-        .execute(params![study, day, status, delta])?;
-    } else {
-        conn.prepare_cached(
-            "INSERT INTO upload_days (study_id, day, status, uploads) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (study_id, day, status) DO UPDATE SET uploads = uploads + excluded.uploads",
-        )?
-        .execute(params![study, day, status, delta])?;
-    }
-    Ok(())
-}
-
-/// The calendar day of `t` on this machine, which is where the researcher reads the dashboard.
-pub fn local_day(t: DateTime<Utc>) -> String {
-    t.with_timezone(&chrono::Local).format("%Y-%m-%d").to_string()
-}
-
-fn insert_refused(conn: &Connection, r: &RefusedRequest) -> rusqlite::Result<()> {
-    let headers = serde_json::to_string(&r.headers).unwrap_or_else(|_| "[]".into());
-    conn.prepare_cached(
-        "INSERT INTO refused (received_at, peer, method, path, status, reason, webhook_id, event,
-             delivery_id, headers, body_prefix, body_len)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        to_ms(r.received_at),
-        r.peer,
-        r.method,
-        r.path,
-        r.status,
-        r.reason,
-        r.webhook_id,
-        r.event,
-        r.delivery_id,
-        headers,
-        r.body_prefix,
-        r.body_len.map(|n| n as i64),
-    ])?;
-    Ok(())
 }
 
 #[cfg(test)]
