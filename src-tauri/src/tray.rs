@@ -8,15 +8,14 @@ use std::sync::Mutex;
 use chrono::{DateTime, Local, NaiveTime, TimeZone, Utc};
 use cpwatch::dashboard::DesktopSettings as _;
 use cpwatch::emulator::send::{self, TestDelivery};
-use cpwatch::notify::tray::{Look, TrayModel};
-use cpwatch::notify::Target;
+use cpwatch::notify::tray::{Look, View};
+use cpwatch::notify::{Notice, Target, Urgency};
 use cpwatch::store::{settings, webhooks, StoreError};
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager as _, Runtime};
 use tauri_plugin_clipboard_manager::ClipboardExt as _;
 
-use crate::notifications::Message;
 use crate::{icons, window, Control, Shell};
 
 /// Menu item ids (the tray's D-Bus menu shows the labels; these are what a click sends).
@@ -38,14 +37,6 @@ const TRAY_ID: &str = "cpwatch";
 
 /// The hour "until tomorrow" pauses to, local time.
 const MORNING: u32 = 8;
-
-/// Everything the tray shows.
-#[derive(Debug, Clone)]
-pub struct View {
-    pub model: TrayModel,
-    pub paused: bool,
-    pub start_at_login: bool,
-}
 
 /// The tray icon (absent while no tray host can be reached) and what it shows.
 pub struct Tray<R: Runtime> {
@@ -290,38 +281,34 @@ fn send_test_delivery<R: Runtime>(app: &AppHandle<R>) {
 }
 
 /// What a person is told after "Send a test delivery"; a click opens the upload it made.
-pub fn test_feedback(result: Result<send::TestSent, String>) -> Message {
-    match result {
-        Ok(sent) if sent.outcome.ok() => Message {
-            title: "Test delivery received".into(),
-            body: format!(
+pub fn test_feedback(result: Result<send::TestSent, String>) -> Notice {
+    let (title, body, urgency, target) = match result {
+        Ok(sent) if sent.outcome.ok() => (
+            "Test delivery received",
+            format!(
                 "The receiver stored upload {} in study {} (webhook {}, answered in {} ms). Its notification follows, as for any completed upload.",
                 sent.upload_id,
                 sent.study_id,
                 sent.webhook_id,
                 sent.outcome.latency.as_millis()
             ),
-            critical: false,
-            route: Target::Upload { study_id: sent.study_id, upload_id: sent.upload_id }.route(),
-        },
-        Ok(sent) => Message {
-            title: "Test delivery refused".into(),
-            body: format!(
+            Urgency::Normal,
+            Target::Upload { study_id: sent.study_id, upload_id: sent.upload_id },
+        ),
+        Ok(sent) => (
+            "Test delivery refused",
+            format!(
                 "The receiver answered {} for webhook {}: {}. Check the webhook's authentication in Settings.",
                 sent.outcome.status.map_or_else(|| "nothing".to_string(), |s| s.to_string()),
                 sent.webhook_id,
                 sent.outcome.answer
             ),
-            critical: true,
-            route: "#/deliveries?tab=refused".into(),
-        },
-        Err(e) => Message {
-            title: "Test delivery not sent".into(),
-            body: e,
-            critical: true,
-            route: "#/overview".into(),
-        },
-    }
+            Urgency::Critical,
+            Target::Refused,
+        ),
+        Err(e) => ("Test delivery not sent", e, Urgency::Critical, Target::Overview),
+    };
+    Notice { title: title.into(), body, urgency, target, count: 1 }
 }
 
 #[cfg(test)]
@@ -365,13 +352,15 @@ mod tests {
             outcome,
         };
         let told = test_feedback(Ok(sent(outcome.clone())));
-        assert!(told.critical);
+        assert_eq!(told.urgency, Urgency::Critical);
+        assert_eq!(told.target.route(), "#/deliveries?tab=refused");
         assert!(told.body.contains("401") && told.body.contains("signature does not match"), "{}", told.body);
         let fine = send::Outcome { status: Some(200), ..outcome };
         let told = test_feedback(Ok(sent(fine)));
-        assert!(!told.critical);
+        assert_eq!(told.urgency, Urgency::Normal);
         assert_eq!(told.title, "Test delivery received");
-        assert_eq!(told.route, "#/uploads/test/test-1", "a click opens the upload it made");
-        assert!(test_feedback(Err("connection refused".into())).critical);
+        assert_eq!(told.target.route(), "#/uploads/test/test-1", "a click opens the upload it made");
+        let unsent = test_feedback(Err("connection refused".into()));
+        assert_eq!((unsent.urgency, unsent.target.route().as_str()), (Urgency::Critical, "#/overview"));
     }
 }

@@ -1,27 +1,33 @@
-//! The app's one loop: it wakes on a committed delivery, on a tray action, or at the
-//! next deadline the notification policy gives (a group to release, an upload about to
-//! stall, a pause ending), never on a timer of its own, so an idle app uses no CPU.
-//! Each wake feeds the core's [`Notifier`], sends its notices to the notification
-//! thread, and redraws the tray from the core's tray model.
+//! The desktop app's one loop: it wakes on a committed delivery, on a [`Control`]
+//! command, or at the next deadline the notification policy gives (a group to release, an
+//! upload about to stall, a pause ending), never on a timer of its own, so an idle app
+//! uses no CPU. Each wake feeds the [`Notifier`], has the [`Desktop`] show its notices
+//! and draw the tray from the tray model, and tells the dashboard's [`DesktopLink`] the
+//! app's state. What a wake does is plain code with the time passed in ([`State`]);
+//! [`Watcher::run`] only waits for the next one.
 
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Local, Offset as _, Utc};
-use cpwatch::dashboard::{DesktopLink, DesktopSettings as _};
-use cpwatch::notify::tray::{self as core_tray, TrayInputs};
-use cpwatch::notify::{Notice, Notifier};
-use cpwatch::store::settings::{self, DesktopState, Preferences};
-use cpwatch::store::uploads::{self, UploadRow};
-use cpwatch::store::Filter;
-use cpwatch::store::{LiveEvent, ReadPool, StoreError};
+use chrono::{DateTime, Duration, FixedOffset, Local, Offset as _, Utc};
 use serde_json::json;
-use tauri::{AppHandle, Runtime};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::autostart::AtLogin;
-use crate::notifications::Message;
-use crate::tray::{self, View};
+use crate::dashboard::{DesktopLink, DesktopSettings};
+use crate::notify::tray::{self, TrayInputs, View};
+use crate::notify::{Notice, Notifier};
+use crate::store::settings::{self, DesktopState, Preferences};
+use crate::store::uploads::{self, UploadRow};
+use crate::store::{Filter, LiveEvent, ReadPool, StoreError};
+
+/// What the loop shows its wakes on; the desktop shell implements it. Both are called on
+/// the loop's task and must not wait on the desktop.
+pub trait Desktop: Send + Sync + 'static {
+    /// Shows a notice as a desktop notification.
+    fn notify(&self, notice: &Notice);
+    /// Draws the tray.
+    fn draw(&self, view: View);
+}
 
 /// What the rest of the app tells the loop.
 #[derive(Debug)]
@@ -37,11 +43,19 @@ pub enum Control {
     NotListening,
     /// Something the tray shows changed outside the loop (start at login).
     Redraw,
-    /// Show this message (the app's own, e.g. after a test delivery).
-    Tell(Message),
+    /// Show this notice (the app's own, e.g. after a test delivery).
+    Tell(Notice),
+}
+
+impl Control {
+    /// Whether it changes what is kept across restarts.
+    fn changes_kept(&self) -> bool {
+        matches!(self, Control::Pause(_) | Control::Resume | Control::Looked)
+    }
 }
 
 /// What one wake reads from the store.
+#[derive(Debug, Clone)]
 struct Snapshot {
     prefs: Preferences,
     inputs: TrayInputs,
@@ -49,25 +63,33 @@ struct Snapshot {
     started: Vec<UploadRow>,
 }
 
-fn read(
-    conn: &rusqlite::Connection,
-    seen: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<Snapshot, StoreError> {
-    let started = Filter { status: Some("started".into()), ..Default::default() };
-    Ok(Snapshot {
-        prefs: settings::preferences(conn)?,
-        inputs: TrayInputs::read(conn, seen, now)?,
-        started: uploads::list(conn, &started)?,
-    })
+impl Snapshot {
+    fn read(
+        conn: &rusqlite::Connection,
+        seen: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let started = Filter { status: Some("started".into()), ..Default::default() };
+        Ok(Snapshot {
+            prefs: settings::preferences(conn)?,
+            inputs: TrayInputs::read(conn, seen, now)?,
+            started: uploads::list(conn, &started)?,
+        })
+    }
 }
 
-pub struct Watcher<R: Runtime> {
-    app: AppHandle<R>,
-    pool: ReadPool,
-    link: DesktopLink,
-    at_login: Arc<AtLogin>,
-    notices: mpsc::Sender<Message>,
+/// What one wake gives: notices to show, the tray to draw, what the dashboard shows of
+/// the app.
+#[derive(Debug)]
+struct Woken {
+    notices: Vec<Notice>,
+    view: View,
+    status: serde_json::Value,
+}
+
+/// What the loop knows between wakes, and the rules of a wake.
+#[derive(Debug)]
+struct State {
     notifier: Notifier,
     /// When the person last looked at the dashboard.
     seen: DateTime<Utc>,
@@ -80,22 +102,11 @@ pub struct Watcher<R: Runtime> {
     woke_at: DateTime<Utc>,
 }
 
-impl<R: Runtime> Watcher<R> {
-    pub fn new(
-        app: AppHandle<R>,
-        pool: ReadPool,
-        link: DesktopLink,
-        at_login: Arc<AtLogin>,
-        notices: mpsc::Sender<Message>,
-        since: DateTime<Utc>,
-    ) -> Self {
+impl State {
+    /// Failures from `since` on are new, until the person looks.
+    fn new(since: DateTime<Utc>) -> Self {
         let prefs = Preferences::default();
-        Watcher {
-            app,
-            pool,
-            link,
-            at_login,
-            notices,
+        State {
             notifier: Notifier::new(prefs.notifications.clone(), local_offset()),
             seen: since,
             listening: true,
@@ -106,7 +117,132 @@ impl<R: Runtime> Watcher<R> {
         }
     }
 
-    /// Runs until the app ends.
+    /// Picks up a pause and the last look from before a restart; true when there was no
+    /// look yet, so this first start is to be kept as the last look: failures from now on
+    /// are new until looked at, also across restarts before the first look.
+    fn restore(&mut self, kept: &DesktopState, now: DateTime<Utc>) -> bool {
+        if let Some(until) = kept.paused_until.filter(|until| *until > now) {
+            tracing::info!(
+                "notifications stay paused until {}",
+                until.with_timezone(&Local).format("%a %H:%M")
+            );
+            self.notifier.pause_until(until);
+        }
+        match kept.looked_at {
+            Some(looked) => {
+                self.seen = looked;
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// What is kept for the next start: the pause and the last look.
+    fn kept(&self, now: DateTime<Utc>) -> DesktopState {
+        DesktopState { paused_until: self.notifier.paused_until(now), looked_at: Some(self.seen) }
+    }
+
+    /// Takes a command; returns what it asks to be told.
+    fn apply(&mut self, command: Control, now: DateTime<Utc>) -> Option<Notice> {
+        match command {
+            Control::Pause(until) => {
+                tracing::info!(
+                    "notifications paused until {}",
+                    until.with_timezone(&Local).format("%a %H:%M")
+                );
+                self.notifier.pause_until(until);
+            }
+            Control::Resume => {
+                tracing::info!("notifications resumed");
+                self.notifier.resume();
+            }
+            Control::Looked => self.seen = now,
+            Control::Notifications(available) => self.notifications = Some(available),
+            Control::NotListening => self.listening = false,
+            Control::Redraw => {}
+            Control::Tell(notice) => return Some(notice),
+        }
+        None
+    }
+
+    /// One wake at `now`: feeds the policy `events`, releases what is due and says what to
+    /// show. A wake whose store read failed shows nothing (the next wake retries), but
+    /// still counts as handling what was due by `now`, so a store that stays unreadable
+    /// does not spin the loop.
+    fn wake(
+        &mut self,
+        events: &[LiveEvent],
+        read: Result<Snapshot, StoreError>,
+        start_at_login: bool,
+        now: DateTime<Utc>,
+        offset: FixedOffset,
+    ) -> Result<Woken, StoreError> {
+        self.woke_at = now;
+        let snapshot = read?;
+        self.notifier.set_prefs(snapshot.prefs.notifications.clone(), offset);
+        self.notifier.set_labels(snapshot.inputs.labels.clone());
+        self.stall_after = Duration::minutes(snapshot.prefs.stalled_after_minutes.into());
+        self.started = snapshot.started;
+        let mut notices: Vec<Notice> = Vec::new();
+        for event in events {
+            notices.extend(self.notifier.observe(event, now));
+        }
+        notices.extend(self.notifier.flush_due(now));
+        notices.extend(self.notifier.stalled(&self.started, self.stall_after, now));
+        let paused_until = self.notifier.paused_until(now);
+        let available = self.notifications.unwrap_or(true);
+        let model = tray::model(&snapshot.inputs, self.listening, paused_until, available);
+        let status = json!({
+            "notifications": match self.notifications {
+                Some(true) => "available",
+                Some(false) => "unavailable",
+                None => "checking",
+            },
+            "paused_until": paused_until.map(|t| t.with_timezone(&Local).to_rfc3339()),
+            "start_at_login": if start_at_login { "on" } else { "off" },
+            "tray": model.tooltip.lines().next().unwrap_or_default(),
+        });
+        let view = View { model, paused: paused_until.is_some(), start_at_login };
+        Ok(Woken { notices, view, status })
+    }
+
+    /// The next time something is due: a group to release, an upload to call stalled, a
+    /// pause to end. Against the time the last wake handled, not the time it is now: a
+    /// deadline that fell while that wake ran is still ahead of it, and is handled at once.
+    fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        let after = self.woke_at;
+        let stall = self.notifier.next_stall(&self.started, self.stall_after, after);
+        [self.notifier.next_deadline(), stall, self.notifier.paused_until(after)]
+            .into_iter()
+            .flatten()
+            .filter(|at| *at > after)
+            .min()
+    }
+}
+
+/// The loop, with what it reads from and shows on.
+pub struct Watcher<D: Desktop> {
+    desktop: D,
+    pool: ReadPool,
+    link: DesktopLink,
+    /// Start at login, for the tray's check mark and the dashboard.
+    settings: Arc<dyn DesktopSettings>,
+    state: State,
+}
+
+impl<D: Desktop> Watcher<D> {
+    /// Failures from `since` on are new to the person, until they look at the dashboard.
+    pub fn new(
+        desktop: D,
+        pool: ReadPool,
+        link: DesktopLink,
+        settings: Arc<dyn DesktopSettings>,
+        since: DateTime<Utc>,
+    ) -> Self {
+        Watcher { desktop, pool, link, settings, state: State::new(since) }
+    }
+
+    /// Runs until the control channel closes (the app ends).
     pub async fn run(
         mut self,
         live: broadcast::Receiver<LiveEvent>,
@@ -116,9 +252,7 @@ impl<R: Runtime> Watcher<R> {
         self.restore().await;
         self.wake(&[]).await;
         loop {
-            // Against the time the last wake handled, not now: a deadline that fell during
-            // that wake is still ahead of it, and is handled at once.
-            let deadline = self.next_deadline(self.woke_at);
+            let deadline = self.state.next_deadline();
             let sleep = async {
                 match deadline {
                     Some(at) => {
@@ -150,13 +284,17 @@ impl<R: Runtime> Watcher<R> {
                     }
                     Err(RecvError::Closed) => {
                         live = None;
-                        self.listening = false;
+                        self.state.apply(Control::NotListening, Utc::now());
                         self.wake(&[]).await;
                     }
                 },
                 command = control.recv() => match command {
                     Some(command) => {
-                        if self.apply(command) {
+                        let kept = command.changes_kept();
+                        if let Some(notice) = self.state.apply(command, Utc::now()) {
+                            self.desktop.notify(&notice);
+                        }
+                        if kept {
                             self.save().await;
                         }
                         self.wake(&[]).await;
@@ -168,48 +306,11 @@ impl<R: Runtime> Watcher<R> {
         }
     }
 
-    /// Takes a command; true when it changed what is kept across restarts.
-    fn apply(&mut self, command: Control) -> bool {
-        let now = Utc::now();
-        let kept = matches!(command, Control::Pause(_) | Control::Resume | Control::Looked);
-        match command {
-            Control::Pause(until) => {
-                tracing::info!(
-                    "notifications paused until {}",
-                    until.with_timezone(&Local).format("%a %H:%M")
-                );
-                self.notifier.pause_until(until);
-            }
-            Control::Resume => {
-                tracing::info!("notifications resumed");
-                self.notifier.resume();
-            }
-            Control::Looked => self.seen = now,
-            Control::Notifications(available) => self.notifications = Some(available),
-            Control::NotListening => self.listening = false,
-            Control::Redraw => {}
-            Control::Tell(message) => self.send(message),
-        }
-        kept
-    }
-
-    /// Picks up a pause and the last look from before a restart.
     async fn restore(&mut self) {
         match self.pool.run(|conn| Ok(settings::desktop_state(conn)?)).await {
             Ok(kept) => {
-                let now = Utc::now();
-                if let Some(until) = kept.paused_until.filter(|until| *until > now) {
-                    tracing::info!(
-                        "notifications stay paused until {}",
-                        until.with_timezone(&Local).format("%a %H:%M")
-                    );
-                    self.notifier.pause_until(until);
-                }
-                match kept.looked_at {
-                    Some(looked) => self.seen = looked,
-                    // The first start: from now on, failures are new until looked at,
-                    // also across restarts before the first look.
-                    None => self.save().await,
+                if self.state.restore(&kept, Utc::now()) {
+                    self.save().await;
                 }
             }
             Err(e) => tracing::warn!("cannot read the pause and the last look from before: {e}"),
@@ -218,84 +319,33 @@ impl<R: Runtime> Watcher<R> {
 
     /// Keeps the pause and the last look for the next start.
     async fn save(&self) {
-        let kept =
-            DesktopState { paused_until: self.notifier.paused_until(Utc::now()), looked_at: Some(self.seen) };
+        let kept = self.state.kept(Utc::now());
         if let Err(e) = self.pool.run(move |conn| Ok(settings::set_desktop_state(conn, &kept)?)).await {
             tracing::warn!("cannot keep the pause and the last look for the next start: {e}");
         }
     }
 
-    /// The next time something is due: a group to release, an upload to call stalled, a
-    /// pause to end. Only future times: what is due now was handled by this wake.
-    fn next_deadline(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let stall = self.notifier.next_stall(&self.started, self.stall_after, now);
-        [self.notifier.next_deadline(), stall, self.notifier.paused_until(now)]
-            .into_iter()
-            .flatten()
-            .filter(|at| *at > now)
-            .min()
-    }
-
     /// One wake: read the store, feed the policy, notify, redraw.
     async fn wake(&mut self, events: &[LiveEvent]) {
         let now = Utc::now();
-        self.woke_at = now;
-        let seen = self.seen;
-        match self.pool.run(move |conn| read(conn, seen, now)).await {
-            Ok(snapshot) => {
-                self.notifier.set_prefs(snapshot.prefs.notifications.clone(), local_offset());
-                self.notifier.set_labels(snapshot.inputs.labels.clone());
-                self.stall_after = Duration::minutes(snapshot.prefs.stalled_after_minutes.into());
-                self.started = snapshot.started;
-                let mut notices: Vec<Notice> = Vec::new();
-                for event in events {
-                    notices.extend(self.notifier.observe(event, now));
+        let seen = self.state.seen;
+        let read = self.pool.run(move |conn| Snapshot::read(conn, seen, now)).await;
+        let start_at_login = self.settings.start_at_login().unwrap_or(false);
+        match self.state.wake(events, read, start_at_login, now, local_offset()) {
+            Ok(woken) => {
+                for notice in &woken.notices {
+                    self.desktop.notify(notice);
                 }
-                notices.extend(self.notifier.flush_due(now));
-                notices.extend(self.notifier.stalled(&self.started, self.stall_after, now));
-                for notice in &notices {
-                    self.send(Message::from(notice));
-                }
-                self.draw(&snapshot.inputs, now);
+                self.link.set_status(woken.status);
+                self.desktop.draw(woken.view);
             }
-            Err(e) => {
-                // The store being unreadable must not stop the loop; the next wake retries.
-                tracing::error!("cannot read the store for notifications and the tray: {e}");
-            }
-        }
-    }
-
-    fn send(&self, message: Message) {
-        if self.notices.send(message).is_err() {
-            tracing::warn!("the notification thread has stopped");
-        }
-    }
-
-    fn draw(&self, inputs: &TrayInputs, now: DateTime<Utc>) {
-        let paused_until = self.notifier.paused_until(now);
-        let available = self.notifications.unwrap_or(true);
-        let model = core_tray::model(inputs, self.listening, paused_until, available);
-        let start_at_login = self.at_login.start_at_login().unwrap_or(false);
-        let status = json!({
-            "notifications": match self.notifications {
-                Some(true) => "available",
-                Some(false) => "unavailable",
-                None => "checking",
-            },
-            "paused_until": paused_until.map(|t| t.with_timezone(&Local).to_rfc3339()),
-            "start_at_login": if start_at_login { "on" } else { "off" },
-            "tray": model.tooltip.lines().next().unwrap_or_default(),
-        });
-        self.link.set_status(status);
-        let view = View { model, paused: paused_until.is_some(), start_at_login };
-        let app = self.app.clone();
-        if let Err(e) = self.app.run_on_main_thread(move || tray::draw(&app, view)) {
-            tracing::warn!("cannot redraw the tray: {e}");
+            // The store being unreadable must not stop the loop; the next wake retries.
+            Err(e) => tracing::error!("cannot read the store for notifications and the tray: {e}"),
         }
     }
 }
 
 /// The local time's offset now, for the policy's quiet hours.
-fn local_offset() -> chrono::FixedOffset {
+fn local_offset() -> FixedOffset {
     Local::now().offset().fix()
 }

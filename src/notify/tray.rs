@@ -123,6 +123,15 @@ pub fn model(
     TrayModel { look, tooltip: lines.join("\n"), recent }
 }
 
+/// Everything the tray shows: the model, and the states of the menu's Resume and Start
+/// at login items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub model: TrayModel,
+    pub paused: bool,
+    pub start_at_login: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
