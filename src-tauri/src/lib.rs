@@ -30,9 +30,9 @@ use tokio::sync::{broadcast, mpsc as async_mpsc, oneshot};
 pub use cpwatch::desktop::autostart::{AtLogin, Autostart};
 pub use cpwatch::desktop::instance::{Claim, Primary, Request};
 pub use cpwatch::notify::runtime::Control;
-pub use cpwatch::notify::tray::View;
+pub use cpwatch::notify::tray::{ids as menu_ids, next_morning, View};
 pub use notifications::Message;
-pub use tray::{ids as menu_ids, next_morning, on_menu, Tray};
+pub use tray::{on_menu, Tray};
 pub use window::{WindowProgram, Windows, WINDOW_FLAG};
 
 #[derive(Debug, Parser)]
