@@ -1,7 +1,8 @@
 //! `cpwatch-desktop`: the cpwatch receiver and dashboard in-process, the dashboard in a
 //! window, the state in a tray icon, failures as desktop notifications. A thin shell:
-//! what to notify and what the tray says come from the core (`cpwatch::notify`,
-//! `cpwatch::notify::tray`); this crate only turns them into windows, icons and D-Bus calls.
+//! what to notify, when, and what the tray says come from the core (`cpwatch::notify`,
+//! its `runtime` loop and `tray` model), starting at login and running once from
+//! `cpwatch::desktop`; this crate only turns them into windows, icons and D-Bus calls.
 
 mod icons;
 mod notifications;
