@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod dashboard;
+pub mod desktop;
 pub mod emulator;
 pub mod event;
 pub mod export;

@@ -1,14 +1,12 @@
 //! `cpwatch-desktop`: the cpwatch receiver and dashboard in-process, the dashboard in a
 //! window, the state in a tray icon, failures as desktop notifications. A thin shell:
-//! what to notify and what the tray says come from the core (`cpwatch::notify`,
-//! `cpwatch::notify::tray`); this crate only turns them into windows, icons and D-Bus calls.
+//! what to notify, when, and what the tray says come from the core (`cpwatch::notify`,
+//! its `runtime` loop and `tray` model), starting at login and running once from
+//! `cpwatch::desktop`; this crate only turns them into windows, icons and D-Bus calls.
 
-mod autostart;
 mod icons;
-mod instance;
 mod notifications;
 mod tray;
-mod watcher;
 mod window;
 
 use std::future::Future;
@@ -22,16 +20,20 @@ use anyhow::Context as _;
 use clap::Parser;
 use cpwatch::config::Config;
 use cpwatch::dashboard::DesktopLink;
+use cpwatch::desktop::instance;
+use cpwatch::notify::runtime::{Desktop, Watcher};
+use cpwatch::notify::Notice;
 use cpwatch::server::{self, Receiver, ServerError};
 use cpwatch::store::{LiveEvent, ReadPool};
 use tauri::{AppHandle, Manager as _, RunEvent, Runtime};
 use tokio::sync::{broadcast, mpsc as async_mpsc, oneshot};
 
-pub use autostart::{AtLogin, Autostart};
-pub use instance::{Claim, Primary, Request};
+pub use cpwatch::desktop::autostart::{AtLogin, Autostart};
+pub use cpwatch::desktop::instance::{Claim, Primary, Request};
+pub use cpwatch::notify::runtime::Control;
+pub use cpwatch::notify::tray::{ids as menu_ids, next_morning, View};
 pub use notifications::Message;
-pub use tray::{ids as menu_ids, next_morning, on_menu, Tray, View};
-pub use watcher::Control;
+pub use tray::{on_menu, Tray};
 pub use window::{WindowProgram, Windows, WINDOW_FLAG};
 
 #[derive(Debug, Parser)]
@@ -210,8 +212,8 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
                     })?
                 }
             };
-            let watcher = watcher::Watcher::new(handle.clone(), pool, link, at_login, notices, since);
-            tauri::async_runtime::spawn(watcher.run(live, control));
+            let screen = Screen { app: handle.clone(), notices };
+            tauri::async_runtime::spawn(Watcher::new(screen, pool, link, at_login, since).run(live, control));
             tauri::async_runtime::spawn(after_receiver(handle.clone(), receiver));
             if let Some(primary) = options.instance {
                 let shower = handle.clone();
@@ -227,6 +229,28 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
             Ok(())
         })
         .on_menu_event(|app, event| tray::on_menu(app, event.id().as_ref()))
+}
+
+/// What the app's loop shows on: notices go to the notification thread, the tray is
+/// drawn on the main thread.
+struct Screen<R: Runtime> {
+    app: AppHandle<R>,
+    notices: mpsc::Sender<Message>,
+}
+
+impl<R: Runtime> Desktop for Screen<R> {
+    fn notify(&self, notice: &Notice) {
+        if self.notices.send(Message::from(notice)).is_err() {
+            tracing::warn!("the notification thread has stopped");
+        }
+    }
+
+    fn draw(&self, view: View) {
+        let app = self.app.clone();
+        if let Err(e) = self.app.run_on_main_thread(move || tray::draw(&app, view)) {
+            tracing::warn!("cannot redraw the tray: {e}");
+        }
+    }
 }
 
 /// The app keeps running in the tray when its window closes; only Quit (or a signal)

@@ -1,51 +1,22 @@
-//! The tray icon: draws the core's [`TrayModel`] (look, tooltip, recent uploads) and
-//! carries every action in its menu, since on Linux clicks on the icon itself do not
-//! reach the app. The menu's first lines repeat the tooltip, for panels that show no
-//! tooltips.
+//! The tray icon: draws the core's [`View`] (look, tooltip, menu) and runs the menu's
+//! actions.
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Local, NaiveTime, TimeZone, Utc};
+use chrono::{Local, Utc};
 use cpwatch::dashboard::DesktopSettings as _;
 use cpwatch::emulator::send::{self, TestDelivery};
-use cpwatch::notify::tray::{Look, TrayModel};
-use cpwatch::notify::Target;
+use cpwatch::notify::tray::{self as core_tray, ids, next_morning, test_feedback, Look, View};
 use cpwatch::store::{settings, webhooks, StoreError};
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager as _, Runtime};
 use tauri_plugin_clipboard_manager::ClipboardExt as _;
 
-use crate::notifications::Message;
 use crate::{icons, window, Control, Shell};
-
-/// Menu item ids (the tray's D-Bus menu shows the labels; these are what a click sends).
-pub mod ids {
-    pub const OPEN: &str = "open-dashboard";
-    /// Followed by the dashboard route of the upload.
-    pub const UPLOAD_PREFIX: &str = "upload:";
-    pub const PAUSE_HOUR: &str = "pause-hour";
-    pub const PAUSE_TOMORROW: &str = "pause-until-tomorrow";
-    pub const RESUME: &str = "resume";
-    pub const COPY_URL: &str = "copy-webhook-url";
-    pub const TEST_DELIVERY: &str = "send-test-delivery";
-    pub const START_AT_LOGIN: &str = "start-at-login";
-    pub const QUIT: &str = "quit";
-}
 
 /// The tray's id; also names its D-Bus item.
 const TRAY_ID: &str = "cpwatch";
-
-/// The hour "until tomorrow" pauses to, local time.
-const MORNING: u32 = 8;
-
-/// Everything the tray shows.
-#[derive(Debug, Clone)]
-pub struct View {
-    pub model: TrayModel,
-    pub paused: bool,
-    pub start_at_login: bool,
-}
 
 /// The tray icon (absent while no tray host can be reached) and what it shows.
 pub struct Tray<R: Runtime> {
@@ -170,62 +141,22 @@ fn literal(text: &str) -> String {
 /// The tray menu for `view`.
 pub fn menu<R: Runtime>(app: &AppHandle<R>, view: &View) -> tauri::Result<Menu<R>> {
     let mut items: Vec<Box<dyn IsMenuItem<R>>> = Vec::new();
-    let label = |text: &str| MenuItem::new(app, literal(text), false, None::<&str>);
-    let action =
-        |id: &str, text: &str, enabled: bool| MenuItem::with_id(app, id, text, enabled, None::<&str>);
-    for line in view.model.tooltip.lines() {
-        items.push(Box::new(label(line)?));
+    for item in view.menu() {
+        items.push(match item {
+            core_tray::MenuItem::Label(text) => {
+                Box::new(MenuItem::new(app, literal(&text), false, None::<&str>)?)
+            }
+            core_tray::MenuItem::Action { id, label, enabled } => {
+                Box::new(MenuItem::with_id(app, id, literal(&label), enabled, None::<&str>)?)
+            }
+            core_tray::MenuItem::Check { id, label, checked } => {
+                Box::new(CheckMenuItem::with_id(app, id, literal(&label), true, checked, None::<&str>)?)
+            }
+            core_tray::MenuItem::Separator => Box::new(PredefinedMenuItem::separator(app)?),
+        });
     }
-    items.push(Box::new(PredefinedMenuItem::separator(app)?));
-    items.push(Box::new(action(ids::OPEN, "Open dashboard", true)?));
-    items.push(Box::new(PredefinedMenuItem::separator(app)?));
-    items.push(Box::new(label("Recent uploads")?));
-    if view.model.recent.is_empty() {
-        items.push(Box::new(label("No uploads yet")?));
-    }
-    for upload in &view.model.recent {
-        let id = format!("{}{}", ids::UPLOAD_PREFIX, upload.target.route());
-        items.push(Box::new(action(&id, &literal(&upload.label), true)?));
-    }
-    items.push(Box::new(PredefinedMenuItem::separator(app)?));
-    items.push(Box::new(action(ids::PAUSE_HOUR, "Pause notifications for 1 hour", true)?));
-    items.push(Box::new(action(
-        ids::PAUSE_TOMORROW,
-        &format!("Pause notifications until tomorrow {MORNING:02}:00"),
-        true,
-    )?));
-    items.push(Box::new(action(ids::RESUME, "Resume notifications", view.paused)?));
-    items.push(Box::new(PredefinedMenuItem::separator(app)?));
-    items.push(Box::new(action(ids::COPY_URL, "Copy webhook URL", true)?));
-    items.push(Box::new(action(ids::TEST_DELIVERY, "Send a test delivery", true)?));
-    items.push(Box::new(CheckMenuItem::with_id(
-        app,
-        ids::START_AT_LOGIN,
-        "Start at login",
-        true,
-        view.start_at_login,
-        None::<&str>,
-    )?));
-    items.push(Box::new(PredefinedMenuItem::separator(app)?));
-    items.push(Box::new(action(ids::QUIT, "Quit cpwatch", true)?));
     let refs: Vec<&dyn IsMenuItem<R>> = items.iter().map(|item| item.as_ref()).collect();
     Menu::with_items(app, &refs)
-}
-
-/// The next `MORNING` o'clock in `now`'s time zone, strictly after `now`: "until
-/// tomorrow" from the evening, and until this morning after midnight.
-pub fn next_morning<Tz: TimeZone>(now: &DateTime<Tz>) -> DateTime<Utc> {
-    let morning = NaiveTime::from_hms_opt(MORNING, 0, 0).unwrap_or_default();
-    let mut day = now.date_naive();
-    if now.time() >= morning {
-        day = day.succ_opt().unwrap_or(day);
-    }
-    now.timezone()
-        .from_local_datetime(&day.and_time(morning))
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        // 08:00 skipped by a clock change: half a day is as good a reading of "tomorrow".
-        .unwrap_or_else(|| now.with_timezone(&Utc) + chrono::Duration::hours(12))
 }
 
 /// Runs the menu item `id`. Called on the main thread.
@@ -289,89 +220,12 @@ fn send_test_delivery<R: Runtime>(app: &AppHandle<R>) {
     });
 }
 
-/// What a person is told after "Send a test delivery"; a click opens the upload it made.
-pub fn test_feedback(result: Result<send::TestSent, String>) -> Message {
-    match result {
-        Ok(sent) if sent.outcome.ok() => Message {
-            title: "Test delivery received".into(),
-            body: format!(
-                "The receiver stored upload {} in study {} (webhook {}, answered in {} ms). Its notification follows, as for any completed upload.",
-                sent.upload_id,
-                sent.study_id,
-                sent.webhook_id,
-                sent.outcome.latency.as_millis()
-            ),
-            critical: false,
-            route: Target::Upload { study_id: sent.study_id, upload_id: sent.upload_id }.route(),
-        },
-        Ok(sent) => Message {
-            title: "Test delivery refused".into(),
-            body: format!(
-                "The receiver answered {} for webhook {}: {}. Check the webhook's authentication in Settings.",
-                sent.outcome.status.map_or_else(|| "nothing".to_string(), |s| s.to_string()),
-                sent.webhook_id,
-                sent.outcome.answer
-            ),
-            critical: true,
-            route: "#/deliveries?tab=refused".into(),
-        },
-        Err(e) => Message {
-            title: "Test delivery not sent".into(),
-            body: e,
-            critical: true,
-            route: "#/overview".into(),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::FixedOffset;
-
-    fn at(text: &str) -> DateTime<FixedOffset> {
-        DateTime::parse_from_rfc3339(text).expect("time")
-    }
-
-    #[test]
-    fn until_tomorrow_means_the_next_eight_oclock_local_time() {
-        let evening = at("2026-11-26T21:30:00+01:00");
-        assert_eq!(next_morning(&evening), at("2026-11-27T08:00:00+01:00"));
-        let after_midnight = at("2026-11-27T01:10:00+01:00");
-        assert_eq!(next_morning(&after_midnight), at("2026-11-27T08:00:00+01:00"));
-        let at_eight = at("2026-11-27T08:00:00+01:00");
-        assert_eq!(next_morning(&at_eight), at("2026-11-28T08:00:00+01:00"));
-    }
 
     #[test]
     fn labels_from_outside_keep_their_ampersands() {
         assert_eq!(literal("Sleep & Rest"), "Sleep && Rest");
-    }
-
-    #[test]
-    fn a_refused_test_delivery_is_told_as_a_failure() {
-        let outcome = send::Outcome {
-            delivery_id: "d1".into(),
-            status: Some(401),
-            answer: "signature does not match".into(),
-            attempts: 1,
-            latency: std::time::Duration::from_millis(3),
-            echo_ok: None,
-        };
-        let sent = |outcome: send::Outcome| send::TestSent {
-            webhook_id: "15".into(),
-            study_id: "test".into(),
-            upload_id: "test-1".into(),
-            outcome,
-        };
-        let told = test_feedback(Ok(sent(outcome.clone())));
-        assert!(told.critical);
-        assert!(told.body.contains("401") && told.body.contains("signature does not match"), "{}", told.body);
-        let fine = send::Outcome { status: Some(200), ..outcome };
-        let told = test_feedback(Ok(sent(fine)));
-        assert!(!told.critical);
-        assert_eq!(told.title, "Test delivery received");
-        assert_eq!(told.route, "#/uploads/test/test-1", "a click opens the upload it made");
-        assert!(test_feedback(Err("connection refused".into())).critical);
     }
 }

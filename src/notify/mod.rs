@@ -1,6 +1,8 @@
-//! What a person should be told: the notification [`policy`] and the [`tray`] model.
+//! What a person should be told: the notification [`policy`], the [`tray`] model, and
+//! the [`runtime`] loop that feeds the policy and has a desktop show both.
 
 pub mod policy;
+pub mod runtime;
 pub mod tray;
 
 pub use policy::*;

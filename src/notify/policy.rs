@@ -28,6 +28,8 @@ pub enum Target {
     Uploads { study_id: String, status: String },
     Subject { study_id: String, subject_id: String },
     Delivery { seq: i64 },
+    Refused,
+    Overview,
 }
 
 impl Target {
@@ -54,6 +56,8 @@ impl Target {
                 format!("#/subjects/{}/{}", enc(study_id), enc(subject_id))
             }
             Target::Delivery { seq } => format!("#/deliveries/{seq}"),
+            Target::Refused => "#/deliveries?tab=refused".to_string(),
+            Target::Overview => "#/overview".to_string(),
         }
     }
 }

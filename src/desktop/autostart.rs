@@ -5,10 +5,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use cpwatch::dashboard::DesktopSettings;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::watcher::Control;
+use crate::dashboard::DesktopSettings;
+use crate::notify::runtime::Control;
 
 /// The entry's file name; `cpwatch.desktop` also names the app for notification servers.
 pub const FILE_NAME: &str = "cpwatch.desktop";
