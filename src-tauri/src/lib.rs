@@ -115,7 +115,8 @@ pub struct Started {
     live: broadcast::Receiver<LiveEvent>,
     control: async_mpsc::UnboundedReceiver<Control>,
     receiver: tauri::async_runtime::JoinHandle<Result<(), ServerError>>,
-    data_dir: PathBuf,
+    /// What `cpwatch serve` prints once started, printed the same.
+    banner: String,
     /// Failures from here on are new to the person, until they look at the dashboard.
     since: chrono::DateTime<chrono::Utc>,
 }
@@ -148,7 +149,7 @@ impl Started {
             stop: Mutex::new(Some(stop_tx)),
         };
         let live = receiver.subscribe();
-        let data_dir = receiver.data_dir().to_path_buf();
+        let banner = receiver.banner();
         let until = async move {
             tokio::select! {
                 () = shutdown => {}
@@ -156,7 +157,7 @@ impl Started {
             }
         };
         let receiver = tauri::async_runtime::spawn(receiver.run(until));
-        Ok(Started { shell, live, control, receiver, data_dir, since })
+        Ok(Started { shell, live, control, receiver, banner, since })
     }
 
     pub fn shell(&self) -> &Shell {
@@ -340,12 +341,7 @@ fn run(args: Args, gl_off_here: bool) -> anyhow::Result<()> {
     let started =
         tauri::async_runtime::block_on(Started::start(config, autostart, server::shutdown_signal()))?;
     // The same lines as `cpwatch serve`: scripts and tests find the ports here.
-    println!("cpwatch is receiving CentrePoint deliveries at {}", started.shell.webhook_url);
-    println!("dashboard: {}", started.shell.dashboard_url);
-    println!("data: {}", started.data_dir.display());
-    if let Some(public) = &started.shell.configured_public_url {
-        println!("public URL (enter it in the CentrePoint portal): {public}");
-    }
+    print!("{}", started.banner);
     let _ = std::io::stdout().flush();
     let options = Options {
         hidden: args.hidden,

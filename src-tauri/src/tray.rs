@@ -192,8 +192,9 @@ fn copy_webhook_url<R: Runtime>(app: &AppHandle<R>) {
         (shell.pool.clone(), shell.configured_public_url.clone(), shell.webhook_url.clone());
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        let set = pool.run(|conn| Ok(settings::preferences(conn)?.public_url)).await;
-        let url = set.ok().flatten().or(configured).unwrap_or(local);
+        // Unreadable preferences leave the configured URL, as when none is set.
+        let prefs = pool.run(|conn| Ok(settings::preferences(conn)?)).await.unwrap_or_default();
+        let url = prefs.public_url_or(configured.as_deref()).unwrap_or(local);
         match app.clipboard().write_text(url.clone()) {
             Ok(()) => tracing::info!("copied the webhook URL {url}"),
             Err(e) => tracing::error!("cannot copy the webhook URL: {e}"),

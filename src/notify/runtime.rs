@@ -386,6 +386,7 @@ mod tests {
             upload_id: Some(upload.into()),
             status: Some(status.into()),
             summary: format!("upload {upload} {status}"),
+            error_message: None,
             flag: None,
             upload: None,
         }
