@@ -1,20 +1,28 @@
 //! cpwatch: watches ActiGraph CentrePoint webhooks for a research study.
 //!
-//! A delivery walks these modules in order: [`receive`] (HTTP, limits, headers, and who
+//! The modules follow a delivery's path: [`receive`] (HTTP, limits, headers, and who
 //! sent it) -> [`event`] (what it says, and the upload state rules) -> [`store`] (SQLite:
 //! the writer, and what is stored, by entity) -> [`notify`] (what a person should be
-//! told, and what the tray shows) -> [`dashboard`] (JSON API, live stream, static UI).
-//! [`config`] and [`server`] sit beside them; [`emulator`] is the CentrePoint emulator
-//! used to test a setup end to end.
+//! told, the tray model, and the desktop app's wake loop) -> [`dashboard`] (JSON API,
+//! live stream, static UI). Beside them: [`desktop`] (start at login, one app per user),
+//! [`config`], [`server`] (both listeners, started together), [`export`], [`logging`],
+//! and [`emulator`], which sends deliveries as CentrePoint does to test a setup.
+
+// Listed in a delivery's order, one per line, so that rustfmt keeps the order.
+pub mod receive;
+
+pub mod event;
+
+pub mod store;
+
+pub mod notify;
+
+pub mod dashboard;
+
+pub mod desktop;
 
 pub mod config;
-pub mod dashboard;
-pub mod desktop;
 pub mod emulator;
-pub mod event;
 pub mod export;
 pub mod logging;
-pub mod notify;
-pub mod receive;
 pub mod server;
-pub mod store;
