@@ -2,7 +2,7 @@
 // header, the request headers as the intake reads them (with the fixture format that
 // carries them), and the event payloads. One file, included word for word by the
 // cargo-fuzz targets (fuzz/fuzz_targets/, coverage-guided, run for as long as one
-// likes) and by the proptest suite (tests/fuzz_props.rs, run by `cargo test` in CI),
+// likes) and by the proptest suite (tests/it/fuzz_props.rs, run by `cargo test` in CI),
 // so both check exactly the same rules. Each function panics when a rule is broken.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};

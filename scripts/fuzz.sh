@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of cpwatch's parsing surfaces with cargo-fuzz (libFuzzer):
 # seeds fuzz/corpus/ from tests/fixtures, then runs each target for SECONDS seconds
-# (default 300). The same properties run briefly in CI through tests/fuzz_props.rs;
+# (default 300). The same properties run briefly in CI through tests/it/fuzz_props.rs;
 # this is the long run. Crashes land in fuzz/artifacts/TARGET/ and the command fails.
 #   bash scripts/fuzz.sh [SECONDS] [TARGET...]     targets: signature headers payload
 set -euo pipefail
@@ -17,7 +17,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 # compilers accept; RUSTC_BOOTSTRAP lets the stable toolchain accept them too.
 rustc --version | grep -q nightly || export RUSTC_BOOTSTRAP=1
 CPWATCH_FUZZ_CORPUS="$PWD/fuzz/corpus" \
-  cargo test --locked -p cpwatch --test fuzz_props every_seed_from_the_fixtures_holds_every_property
+  cargo test --locked -p cpwatch --test it fuzz_props::every_seed_from_the_fixtures_holds_every_property
 cd fuzz
 for target in "${targets[@]}"; do
   echo "fuzz: $target for ${seconds}s"

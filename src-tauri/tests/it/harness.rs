@@ -1,4 +1,4 @@
-//! What both desktop test binaries need: upload deliveries sent as CentrePoint would.
+//! What the shell and desktop suites both need: upload deliveries sent as CentrePoint would.
 
 use std::time::Duration;
 

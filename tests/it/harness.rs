@@ -6,9 +6,6 @@
 //! Nothing here asserts on time: every wait is a loop with a generous deadline that
 //! only exists so that a broken receiver fails the test instead of hanging it.
 
-// Each test binary includes this module and uses only part of it.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -46,12 +43,6 @@ pub struct DataDir {
     pub dir: PathBuf,
     pub config: PathBuf,
     runs: AtomicUsize,
-}
-
-impl Default for DataDir {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl DataDir {

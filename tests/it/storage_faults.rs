@@ -9,16 +9,15 @@
 //! root, as CI and the development machine have. Without it they fail, saying so: a
 //! fault test that skips proves nothing.
 
-mod common;
-
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{client, run_to_exit, DataDir, Delivery, Server};
 use rusqlite::Connection;
+
+use crate::harness::{self, client, run_to_exit, DataDir, Delivery, Server};
 
 const DB: &str = "cpwatch.sqlite3";
 const WAL: &str = "cpwatch.sqlite3-wal";
@@ -175,7 +174,7 @@ impl Ledger {
     async fn retry_unavailable(&mut self, client: &reqwest::Client, server: &Server, rule: &str) {
         let retries = std::mem::take(&mut self.unavailable);
         let first = retries.first().expect("the fault caused at least one 503");
-        let deadline = std::time::Instant::now() + common::WAIT_DEADLINE;
+        let deadline = std::time::Instant::now() + harness::WAIT_DEADLINE;
         loop {
             let reply = first.post(client, &server.url).await;
             if reply.status == 200 {
@@ -187,7 +186,7 @@ impl Ledger {
             assert!(
                 std::time::Instant::now() < deadline,
                 "{rule}: the receiver did not recover by itself within {:?}",
-                common::WAIT_DEADLINE
+                harness::WAIT_DEADLINE
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -2,8 +2,6 @@
 //! real deliveries over HTTP, the app built with `tauri::test::mock_builder()`; the
 //! notifications it would show are read from a channel and the tray from its menu.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -17,6 +15,8 @@ use cpwatch_desktop::{
 use tauri::menu::MenuItemKind;
 use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime};
 use tauri::{App, Manager as _};
+
+use crate::harness;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -160,7 +160,7 @@ impl Running {
 }
 
 fn deliver(url: &str, status: &str, upload: Option<&str>, count: usize) {
-    tauri::async_runtime::block_on(common::send_uploads(url, status, "189", upload, count));
+    tauri::async_runtime::block_on(harness::send_uploads(url, status, "189", upload, count));
 }
 
 fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {

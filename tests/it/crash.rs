@@ -4,14 +4,12 @@
 //! database must be intact, and every upload's state must be the replay of the
 //! deliveries stored for it.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use common::{wait_until, DataDir, Delivery};
+use crate::harness::{wait_until, DataDir, Delivery};
 
 const SENDERS: usize = 8;
 const KILLS: usize = 4;

@@ -6,14 +6,13 @@
 //! delivery must be stored once with its retries counted, and every upload must end in
 //! the state its rules give, which is also the replay of its stored deliveries.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use common::{Auth, DataDir, Delivery};
 use cpwatch::receive::signature::Scheme;
 use tokio::sync::Semaphore;
+
+use crate::harness::{Auth, DataDir, Delivery};
 
 /// Copies of each new delivery sent at once.
 const COPIES: usize = 8;

@@ -10,8 +10,6 @@
 //! The stack is set up by the test itself. A missing tool fails the test, naming the
 //! package group that installs it: `bash scripts/setup.sh base desktop e2e`.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -24,6 +22,8 @@ use cpwatch::store::studies;
 use serde_json::Value;
 use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
+
+use crate::harness;
 
 const APP: &str = env!("CARGO_BIN_EXE_cpwatch-desktop");
 
@@ -756,7 +756,7 @@ impl X11 {
 
 /// Sends `count` upload deliveries with `status` through the receiver at `url`.
 fn deliver(url: &str, status: &str, study: &str, upload: Option<&str>, count: usize) {
-    runtime().block_on(common::send_uploads(url, status, study, upload, count));
+    runtime().block_on(harness::send_uploads(url, status, study, upload, count));
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -5,12 +5,11 @@
 //! built from CentrePoint's headers. Plus the whole intake, in process, answering
 //! arbitrary header sets: never a panic, never a 2xx for what it does not store.
 //!
-//! `PROPTEST_CASES=100000 cargo test --release --test fuzz_props` runs longer.
-//! `CPWATCH_FUZZ_CORPUS=fuzz/corpus cargo test --test fuzz_props seed` also writes the
-//! seed corpus for cargo-fuzz (scripts/fuzz.sh does).
+//! `PROPTEST_CASES=100000 cargo test --release --test it fuzz_props` runs longer.
+//! `CPWATCH_FUZZ_CORPUS=fuzz/corpus cargo test --test it fuzz_props::every_seed` also
+//! writes the seed corpus for cargo-fuzz (scripts/fuzz.sh does).
 
-mod common;
-#[path = "../fuzz/properties.rs"]
+#[path = "../../fuzz/properties.rs"]
 mod properties;
 
 use std::net::SocketAddr;
@@ -18,7 +17,6 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Request};
-use common::{fixtures_dir, Auth, DataDir};
 use cpwatch::emulator::fixture::HttpFixture;
 use cpwatch::event::{self, Event, UploadStatus};
 use cpwatch::receive::auth::{AuthOutcome, Credentials};
@@ -29,9 +27,11 @@ use proptest::test_runner::{FileFailurePersistence, TestRunner};
 use serde_json::{json, Map, Value};
 use tower::ServiceExt as _;
 
+use crate::harness::{self, fixtures_dir, Auth, DataDir};
+
 /// Every fixture file, by name, as raw bytes.
 fn fixture_files() -> Vec<(String, Vec<u8>)> {
-    common::fixtures()
+    harness::fixtures()
         .into_iter()
         .map(|(name, _)| {
             let bytes = std::fs::read(fixtures_dir().join(&name)).expect("read a fixture");
@@ -41,7 +41,7 @@ fn fixture_files() -> Vec<(String, Vec<u8>)> {
 }
 
 fn fixture_bodies() -> Vec<Vec<u8>> {
-    common::fixtures().into_iter().map(|(_, f)| f.body).collect()
+    harness::fixtures().into_iter().map(|(_, f)| f.body).collect()
 }
 
 #[test]

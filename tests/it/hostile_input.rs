@@ -6,16 +6,15 @@
 //! still healthy; and a flood of refused requests grows neither the refused log beyond
 //! its configured size nor the process's memory without bound.
 
-mod common;
-
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use common::{raw_connect, raw_exchange, Auth, DataDir, Server, WAIT_DEADLINE};
 use cpwatch::receive::signature::{self, Scheme};
+
+use crate::harness::{self, raw_connect, raw_exchange, Auth, DataDir, Server, WAIT_DEADLINE};
 
 /// Webhook 15 and 16 sign with their own passcodes, 20 uses Basic, 21 a bearer token;
 /// there is no default, so other webhook ids are refused.
@@ -1205,7 +1204,7 @@ async fn a_flood_of_refused_requests_bounds_the_refused_log_and_memory() {
             for n in 0..20 {
                 let id = format!("real-during-flood-{n}");
                 let body = upload_body(&format!("9320{n:02}"));
-                let reply = common::Delivery::new("upload", &id, body.clone())
+                let reply = harness::Delivery::new("upload", &id, body.clone())
                     .with_header("X-ActiGraph-Signature", &sign(PASSCODE_15, &body))
                     .post(&client, &url)
                     .await;
@@ -1235,7 +1234,7 @@ async fn a_flood_of_refused_requests_bounds_the_refused_log_and_memory() {
         raw_exchange(server.addr, &raw("POST /webhook HTTP/1.1", &headers, &marker_body)).status,
         Some(401)
     );
-    common::wait_until("the marker refusal is logged", || {
+    harness::wait_until("the marker refusal is logged", || {
         data.refused().last().and_then(|r| r.delivery_id.clone()).as_deref() == Some(marker)
     });
     let rows = data.refused().len();

@@ -6,13 +6,12 @@
 //! passcode never comes back to the page. Screenshots of the main pages are saved under
 //! `target/artifacts/dashboard/`.
 
-mod browser;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use browser::{artifacts_dir, Browser, Cpwatch, Page, WINDOW};
 use serde_json::{json, Value};
+
+use crate::browser::{artifacts_dir, Browser, Cpwatch, Page, WINDOW};
 
 const STUDY: &str = "189";
 const SUBJECT: &str = "44732";

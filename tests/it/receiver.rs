@@ -2,15 +2,14 @@
 //! directory receives deliveries as CentrePoint sends them, and the assertions look
 //! at what ends up in its SQLite file.
 
-mod common;
-
-use common::{
-    client, fixture, fixtures, raw_exchange, raw_send_and_close, read_reply, Auth, DataDir, Delivery,
-    WAIT_DEADLINE,
-};
 use cpwatch::receive::signature::Scheme;
 use std::io::Write as _;
 use std::net::TcpStream;
+
+use crate::harness::{
+    self, client, fixture, fixtures, raw_exchange, raw_send_and_close, read_reply, Auth, DataDir, Delivery,
+    WAIT_DEADLINE,
+};
 
 const PASSCODE: &str = "correct horse battery staple";
 
@@ -181,7 +180,7 @@ async fn authentication_added_while_the_receiver_runs_applies_without_a_restart(
 
     data.configure("default", &Auth::Bearer("fresh-token".into()));
     let mut n = 0;
-    common::wait_until("an unauthenticated delivery is refused once a bearer token is configured", || {
+    harness::wait_until("an unauthenticated delivery is refused once a bearer token is configured", || {
         n += 1;
         let request = Delivery::upload(&format!("live-config-{n}"), "189", "92000", "started")
             .to_http("POST", "/webhook");
