@@ -7,7 +7,7 @@ use chrono::{Local, Utc};
 use cpwatch::dashboard::DesktopSettings as _;
 use cpwatch::emulator::send::{self, TestDelivery};
 use cpwatch::notify::tray::{self as core_tray, ids, next_morning, test_feedback, Look, View};
-use cpwatch::store::{settings, webhooks, StoreError};
+use cpwatch::store::settings;
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager as _, Runtime};
@@ -209,14 +209,8 @@ fn send_test_delivery<R: Runtime>(app: &AppHandle<R>) {
     let (pool, url) = (shell.pool.clone(), shell.webhook_url.clone());
     let control = shell.control();
     tauri::async_runtime::spawn(async move {
-        let table = pool.run(|conn| webhooks::auth_table(conn).map_err(StoreError::from)).await;
-        let result = match table {
-            Ok(table) => {
-                let test = TestDelivery { status: "completed".into(), ..Default::default() };
-                send::test_delivery(&url, &table, test, "the tray").await.map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        };
+        let test = TestDelivery { status: "completed".into(), ..Default::default() };
+        let result = send::test_delivery_from_store(&pool, &url, test, "the tray").await;
         let _ = control.send(Control::Tell(test_feedback(result)));
     });
 }

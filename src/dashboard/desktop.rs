@@ -10,8 +10,17 @@ use serde::Serialize;
 pub trait DesktopSettings: Send + Sync {
     /// Whether the app starts at login; `None` where it cannot (no autostart directory).
     fn start_at_login(&self) -> Option<bool>;
-    /// Turns starting at login on or off; the error is for a person to read.
-    fn set_start_at_login(&self, on: bool) -> Result<(), String>;
+    /// Turns starting at login on or off.
+    fn set_start_at_login(&self, on: bool) -> Result<(), DesktopSettingError>;
+}
+
+/// Why a desktop setting was not changed; the message is for a person to read.
+#[derive(Debug, thiserror::Error)]
+pub enum DesktopSettingError {
+    #[error("no configuration directory is known, so cpwatch cannot start at login")]
+    NoAutostartDirectory,
+    #[error("cannot change {}: {source}", path.display())]
+    Write { path: std::path::PathBuf, source: std::io::Error },
 }
 
 #[derive(Clone, Default)]

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::receive::AuthInvalidator;
 use crate::store::{ReadPool, WriterHandle};
 
-pub use desktop::{DesktopLink, DesktopSettings};
+pub use desktop::{DesktopLink, DesktopSettingError, DesktopSettings};
 pub use error::ApiError;
 pub use guard::SCRIPT_HEADER;
 

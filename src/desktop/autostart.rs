@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::dashboard::DesktopSettings;
+use crate::dashboard::{DesktopSettingError, DesktopSettings};
 use crate::notify::runtime::Control;
 
 /// The entry's file name; `cpwatch.desktop` also names the app for notification servers.
@@ -87,10 +87,10 @@ impl DesktopSettings for AtLogin {
         self.autostart.as_ref().map(Autostart::enabled)
     }
 
-    fn set_start_at_login(&self, on: bool) -> Result<(), String> {
+    fn set_start_at_login(&self, on: bool) -> Result<(), DesktopSettingError> {
         let Some(autostart) = &self.autostart else {
             tracing::warn!("no configuration directory is known: cannot start at login");
-            return Err("no configuration directory is known, so cpwatch cannot start at login".into());
+            return Err(DesktopSettingError::NoAutostartDirectory);
         };
         let changed = autostart.set(on);
         // Redrawn either way, so the check mark shows what is true.
@@ -101,9 +101,10 @@ impl DesktopSettings for AtLogin {
                 tracing::info!("start at login {state}: {}", autostart.file.display());
                 Ok(())
             }
-            Err(e) => {
-                tracing::error!("cannot change {}: {e}", autostart.file.display());
-                Err(format!("cannot change {}: {e}", autostart.file.display()))
+            Err(source) => {
+                let error = DesktopSettingError::Write { path: autostart.file.clone(), source };
+                tracing::error!("{error}");
+                Err(error)
             }
         }
     }

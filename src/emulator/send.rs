@@ -14,6 +14,7 @@ use crate::event::{self, UploadStatus};
 use crate::receive::auth::{basic_header, AuthMethod, AuthTable, Secret, DEFAULT_WEBHOOK};
 use crate::receive::signature::{self, Scheme};
 use crate::receive::{DELIVERY_HEADER, EVENT_HEADER, HOOK_SECRET_HEADER, SIGNATURE_HEADER, WEBHOOK_HEADER};
+use crate::store::{webhooks, ReadPool, StoreError};
 
 /// How a sent delivery authenticates.
 #[derive(Debug, Clone)]
@@ -421,4 +422,24 @@ pub async fn test_delivery(
         .next()
         .ok_or_else(|| SendError::Invalid("nothing was sent".into()))?;
     Ok(TestSent { webhook_id, study_id, upload_id, outcome })
+}
+
+/// Why the app's own test delivery (from the tray or the dashboard) was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum TestDeliveryError {
+    #[error("cannot read the webhooks' authentication: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+/// [`test_delivery`], authenticated as the webhook is configured in the store now.
+pub async fn test_delivery_from_store(
+    pool: &ReadPool,
+    url: &str,
+    test: TestDelivery,
+    from: &str,
+) -> Result<TestSent, TestDeliveryError> {
+    let table = pool.run(|conn| Ok(webhooks::auth_table(conn)?)).await?;
+    Ok(test_delivery(url, &table, test, from).await?)
 }

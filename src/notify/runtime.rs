@@ -353,6 +353,7 @@ fn local_offset() -> FixedOffset {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dashboard::DesktopSettingError;
     use crate::event::upload::UploadState;
     use crate::event::{UploadEvent, UploadStatus};
     use crate::notify::tray::Look;
@@ -588,8 +589,8 @@ mod tests {
             None
         }
 
-        fn set_start_at_login(&self, _on: bool) -> Result<(), String> {
-            Err("no autostart here".into())
+        fn set_start_at_login(&self, _on: bool) -> Result<(), DesktopSettingError> {
+            Err(DesktopSettingError::NoAutostartDirectory)
         }
     }
 

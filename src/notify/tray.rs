@@ -220,7 +220,7 @@ pub fn next_morning<Tz: TimeZone>(now: &DateTime<Tz>) -> DateTime<Utc> {
 }
 
 /// What a person is told after "Send a test delivery"; a click opens the upload it made.
-pub fn test_feedback(result: Result<send::TestSent, String>) -> Notice {
+pub fn test_feedback(result: Result<send::TestSent, send::TestDeliveryError>) -> Notice {
     let (title, body, urgency, target) = match result {
         Ok(sent) if sent.outcome.ok() => (
             "Test delivery received",
@@ -245,7 +245,7 @@ pub fn test_feedback(result: Result<send::TestSent, String>) -> Notice {
             Urgency::Critical,
             Target::Refused,
         ),
-        Err(e) => ("Test delivery not sent", e, Urgency::Critical, Target::Overview),
+        Err(e) => ("Test delivery not sent", e.to_string(), Urgency::Critical, Target::Overview),
     };
     Notice { title: title.into(), body, urgency, target, count: 1 }
 }
@@ -399,7 +399,7 @@ mod tests {
         assert_eq!(told.urgency, Urgency::Normal);
         assert_eq!(told.title, "Test delivery received");
         assert_eq!(told.target.route(), "#/uploads/test/test-1", "a click opens the upload it made");
-        let unsent = test_feedback(Err("connection refused".into()));
+        let unsent = test_feedback(Err(send::SendError::Invalid("connection refused".into()).into()));
         assert_eq!((unsent.urgency, unsent.target.route().as_str()), (Urgency::Critical, "#/overview"));
     }
 }

@@ -610,10 +610,10 @@ impl cpwatch::dashboard::DesktopSettings for StartAtLoginFile {
         Some(self.0.exists())
     }
 
-    fn set_start_at_login(&self, on: bool) -> Result<(), String> {
+    fn set_start_at_login(&self, on: bool) -> Result<(), cpwatch::dashboard::DesktopSettingError> {
         let done =
             if on { std::fs::write(&self.0, "[Desktop Entry]\n") } else { std::fs::remove_file(&self.0) };
-        done.map_err(|e| e.to_string())
+        done.map_err(|source| cpwatch::dashboard::DesktopSettingError::Write { path: self.0.clone(), source })
     }
 }
 

@@ -88,7 +88,7 @@ async fn put_desktop(State(state): State<DashboardState>, Json(form): Json<Deskt
     let changed = tokio::task::spawn_blocking(move || settings.set_start_at_login(form.start_at_login))
         .await
         .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    changed.map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    changed.map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     ok(state.inner.desktop.settings_view())
 }
 

@@ -13,7 +13,6 @@ use crate::dashboard::error::{ok, ApiError, ApiResult};
 use crate::dashboard::DashboardState;
 use crate::emulator::send;
 use crate::event::UploadStatus;
-use crate::store::webhooks;
 
 pub(super) fn routes() -> Router<DashboardState> {
     Router::new().route("/test-delivery", post(send))
@@ -45,11 +44,14 @@ async fn send(State(state): State<DashboardState>, body: Option<Json<TestDeliver
     if UploadStatus::parse(&status).is_none() {
         return Err(ApiError::bad_request("status must be started, completed or error"));
     }
-    let table = state.inner.pool.run(|conn| Ok(webhooks::auth_table(conn)?)).await?;
     let test = send::TestDelivery { status, webhook_id: request.webhook_id, study: request.study };
-    let sent = send::test_delivery(&state.inner.receiver.webhook_url, &table, test, "the cpwatch dashboard")
+    let url = &state.inner.receiver.webhook_url;
+    let sent = send::test_delivery_from_store(&state.inner.pool, url, test, "the cpwatch dashboard")
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+        .map_err(|e| match e {
+            send::TestDeliveryError::Store(e) => ApiError::from(e),
+            send::TestDeliveryError::Send(e) => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
+        })?;
     let outcome = sent.outcome;
     ok(TestSent {
         accepted: outcome.ok(),
