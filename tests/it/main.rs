@@ -1,7 +1,14 @@
 //! The core package's integration tests, as one test binary: linking a binary per suite
-//! was most of the test build's time. Each module below was a binary of its own and
-//! keeps its tests' names (`receiver::a_retried_delivery_is_stored_once_...`);
-//! `harness` and `browser` are what they share.
+//! took about half of an incremental test build on two cores. Each module below was a
+//! binary of its own and keeps its tests' names
+//! (`receiver::a_retried_delivery_is_stored_once_...`); `harness` and `browser` are what
+//! they share.
+//!
+//! The suites now share one process and run side by side on its test threads, where each
+//! used to be a process of its own that ran alone. So no test changes process-wide state
+//! (environment variables, the working directory, signal handlers): a setting goes to
+//! the code under test through a `Command`'s environment or a `Config`; and every
+//! server, port, data directory and mount is the test's own (port 0, a temp dir).
 
 mod browser;
 mod harness;
