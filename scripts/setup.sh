@@ -46,6 +46,10 @@ cpwatch_setup() {
     fi
   fi
   if [[ " $* " == *" lint "* ]] && ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
+    if ! command -v rustup >/dev/null 2>&1; then
+      echo "setup: cargo fmt and cargo clippy are missing, and there is no rustup to add them: install rustfmt and clippy for this toolchain" >&2
+      return 1
+    fi
     echo "setup: installing rustfmt and clippy"
     rustup component add rustfmt clippy
   fi

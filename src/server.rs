@@ -99,10 +99,6 @@ impl Receiver {
         format!("http://{}/", self.dashboard_addr())
     }
 
-    pub fn data_dir(&self) -> &std::path::Path {
-        &self.data_dir
-    }
-
     /// Everything the writer commits from now on (for notifications and the tray).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<store::LiveEvent> {
         self.state.writer().subscribe()
@@ -116,11 +112,6 @@ impl Receiver {
     /// The dashboard's link to the desktop app around this receiver.
     pub fn desktop_link(&self) -> DesktopLink {
         self.desktop.clone()
-    }
-
-    /// True when this start created the database.
-    pub fn first_start(&self) -> bool {
-        self.first_start
     }
 
     /// What `cpwatch serve` and the desktop app print once started: where deliveries
