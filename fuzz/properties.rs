@@ -14,7 +14,8 @@ use cpwatch::receive;
 use cpwatch::receive::auth::{AuthMethod, AuthOutcome, AuthTable, Credentials, Secret};
 use cpwatch::receive::signature::{self, Scheme, SignatureError};
 
-pub const SCHEMES: [Scheme; 3] = [Scheme::Base64Sha256, Scheme::Sha1Hex, Scheme::Sha256Hex];
+pub const SCHEMES: [Scheme; 4] =
+    [Scheme::Base64Sha256, Scheme::Sha1Hex, Scheme::Sha256Hex, Scheme::Sha512Utf16Hex];
 
 /// The secrets of [`auth_table`], so seeds and generators can carry valid credentials.
 pub const PASSCODE: &str = "fuzz passcode";
@@ -48,6 +49,7 @@ fn digest_len(scheme: Scheme) -> usize {
     match scheme {
         Scheme::Sha1Hex => 20,
         Scheme::Base64Sha256 | Scheme::Sha256Hex => 32,
+        Scheme::Sha512Utf16Hex => 64,
     }
 }
 
@@ -57,15 +59,31 @@ fn encode(scheme: Scheme, digest: &[u8]) -> String {
         Scheme::Base64Sha256 => BASE64.encode(digest),
         Scheme::Sha1Hex => format!("sha1={}", hex::encode(digest)),
         Scheme::Sha256Hex => format!("sha256={}", hex::encode(digest)),
+        Scheme::Sha512Utf16Hex => format!("sha1={}", hex::encode_upper(digest)),
+    }
+}
+
+/// Why the 2015 form cannot sign with this passcode and body, if it cannot: it signs
+/// text, and looks at the passcode first.
+fn not_text(passcode: &[u8], body: &[u8]) -> Option<SignatureError> {
+    if std::str::from_utf8(passcode).is_err() {
+        Some(SignatureError::PasscodeNotText)
+    } else if std::str::from_utf8(body).is_err() {
+        Some(SignatureError::BodyNotText)
+    } else {
+        None
     }
 }
 
 /// Signature rules, for any passcode, header text and body:
 /// - parsing never panics, and a parsed digest has its scheme's length;
 /// - `verify` accepts a header only if its digest is the HMAC of the body under the
-///   passcode (it never accepts a wrong signature), and refuses a parsed one as a mismatch;
+///   passcode (it never accepts a wrong signature), and refuses a parsed one as a
+///   mismatch, except that the 2015 form refuses a passcode or body that is not UTF-8;
 /// - what `sign` makes, `verify` accepts, in every scheme, with the hex forms in any
-///   case and with stray whitespace; the same digest with one bit flipped is refused.
+///   case and with stray whitespace; the same digest with one bit flipped is refused;
+/// - `sign` fails only for the 2015 form, exactly when the passcode or body is not
+///   UTF-8, and then `verify` refuses any such header for the same reason.
 pub fn signature(passcode: &[u8], header: &str, body: &[u8]) {
     let parsed = signature::parse(header);
     if let Ok(p) = &parsed {
@@ -74,18 +92,29 @@ pub fn signature(passcode: &[u8], header: &str, body: &[u8]) {
     match (signature::verify(passcode, body, header), &parsed) {
         (Ok(scheme), Ok(p)) => {
             assert_eq!(p.scheme, scheme, "verify names the parsed scheme");
-            let truth =
-                signature::parse(&signature::sign(scheme, passcode, body)).expect("sign's output parses");
+            let signed = signature::sign(scheme, passcode, body).expect("what verify accepts, sign can make");
+            let truth = signature::parse(&signed).expect("sign's output parses");
             assert_eq!(p.digest, truth.digest, "verify accepted a digest that is not the body's HMAC");
         }
         (Ok(_), Err(e)) => panic!("verify accepted a header that does not parse ({e})"),
-        (Err(e), Ok(_)) => {
-            assert!(matches!(e, SignatureError::Mismatch(_)), "a parsed header is refused as a mismatch: {e}")
+        (Err(e), Ok(p)) => {
+            let no_text = if p.scheme == Scheme::Sha512Utf16Hex { not_text(passcode, body) } else { None };
+            let expected = no_text.unwrap_or(SignatureError::Mismatch(p.scheme.name()));
+            assert_eq!(e, expected, "a parsed header is refused as a mismatch (or, 2015 form, as no text)")
         }
         (Err(e), Err(p)) => assert_eq!(&e, p, "verify refuses an unparsable header for the parser's reason"),
     }
     for scheme in SCHEMES {
-        let signed = signature::sign(scheme, passcode, body);
+        let signed = match (signature::sign(scheme, passcode, body), scheme) {
+            (Ok(signed), _) => signed,
+            (Err(e), Scheme::Sha512Utf16Hex) => {
+                assert_eq!(Some(e.clone()), not_text(passcode, body), "fails only over non-text");
+                let any = encode(scheme, &[0x5A; 64]);
+                assert_eq!(signature::verify(passcode, body, &any), Err(e), "and verify says why");
+                continue;
+            }
+            (Err(e), _) => panic!("{scheme:?} signs any passcode and body, but failed: {e}"),
+        };
         assert_eq!(signature::verify(passcode, body, &signed), Ok(scheme), "sign then verify ({scheme:?})");
         assert_eq!(
             signature::verify(passcode, body, &format!(" \t{signed} ")),
@@ -93,8 +122,9 @@ pub fn signature(passcode: &[u8], header: &str, body: &[u8]) {
             "stray whitespace"
         );
         if scheme != Scheme::Base64Sha256 {
-            let upper = signed.to_ascii_uppercase();
-            assert_eq!(signature::verify(passcode, body, &upper), Ok(scheme), "hex forms in any case");
+            for any_case in [signed.to_ascii_uppercase(), signed.to_ascii_lowercase()] {
+                assert_eq!(signature::verify(passcode, body, &any_case), Ok(scheme), "hex forms in any case");
+            }
         }
         let mut digest = signature::parse(&signed).expect("sign's output parses").digest;
         let bit = body.len() % (digest.len() * 8);
@@ -336,7 +366,9 @@ pub fn seeds(fixtures: &[(String, Vec<u8>)]) -> Vec<(&'static str, String, Vec<u
         for scheme in SCHEMES {
             let mut input = PASSCODE.as_bytes().to_vec();
             input.push(0xFF);
-            input.extend_from_slice(signature::sign(scheme, PASSCODE.as_bytes(), &fixture.body).as_bytes());
+            // A fixture body that is not text has no 2015-form seed; the others still do.
+            let Ok(signed) = signature::sign(scheme, PASSCODE.as_bytes(), &fixture.body) else { continue };
+            input.extend_from_slice(signed.as_bytes());
             input.push(0xFF);
             input.extend_from_slice(&fixture.body);
             seeds.push(("signature", format!("{stem}-{scheme:?}"), input));
@@ -346,7 +378,8 @@ pub fn seeds(fixtures: &[(String, Vec<u8>)]) -> Vec<(&'static str, String, Vec<u
             (
                 "15",
                 receive::SIGNATURE_HEADER,
-                signature::sign(Scheme::Base64Sha256, PASSCODE.as_bytes(), &fixture.body),
+                signature::sign(Scheme::Base64Sha256, PASSCODE.as_bytes(), &fixture.body)
+                    .expect("base64 signs any body"),
             ),
             ("20", "authorization", cpwatch::receive::auth::basic_header(BASIC_USER, BASIC_PASSWORD)),
             ("21", "authorization", format!("Bearer {BEARER}")),

@@ -43,7 +43,7 @@ pub fn build(count: usize, first_upload_id: u64, passcode: &[u8]) -> anyhow::Res
     for n in 0..count as u64 {
         let body = upload_completed_body(first_upload_id + n);
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        let signature = signature::sign(Scheme::Base64Sha256, passcode, body.as_bytes());
+        let signature = signature::sign(Scheme::Base64Sha256, passcode, body.as_bytes())?;
         let start = buffer.len();
         buffer.extend_from_slice(body.as_bytes());
         let body_end = buffer.len();

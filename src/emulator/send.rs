@@ -236,6 +236,14 @@ pub async fn send(template: Template, options: SendOptions) -> Result<Vec<Outcom
     if options.count == 0 || options.concurrency == 0 {
         return Err(SendError::Invalid("--count and --concurrency must be at least 1".into()));
     }
+    // A raw body goes out as it is, and the 2015 form can only sign text: say so once,
+    // before anything is sent, rather than once per delivery. Generated bodies are JSON,
+    // always text.
+    if let (SendAuth::Passcode { scheme, passcode }, Body::Raw(body)) = (&options.auth, &template.body) {
+        signature::sign(*scheme, passcode.expose().as_bytes(), body).map_err(|e| {
+            SendError::Invalid(format!("cannot sign this body with --scheme {}: {e}", scheme.id()))
+        })?;
+    }
     let client = reqwest::Client::builder()
         .timeout(options.timeout)
         .pool_max_idle_per_host(options.concurrency)
@@ -277,6 +285,25 @@ async fn send_one(
         _ => uuid::Uuid::new_v4().to_string(),
     };
     let (body, code) = t.render(index, o.count, run);
+    // Signed once: every retry sends the same body.
+    let signature = match &o.auth {
+        SendAuth::Passcode { scheme, passcode } => {
+            match signature::sign(*scheme, passcode.expose().as_bytes(), &body) {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    return Outcome {
+                        delivery_id,
+                        status: None,
+                        answer: format!("not sent: cannot sign the body with --scheme {}: {e}", scheme.id()),
+                        attempts: 0,
+                        latency: Duration::ZERO,
+                        echo_ok: None,
+                    }
+                }
+            }
+        }
+        SendAuth::None | SendAuth::Basic { .. } | SendAuth::Bearer(_) => None,
+    };
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -294,12 +321,11 @@ async fn send_one(
         if let Some(code) = &code {
             request = request.header("X-ActiGraph-Hook-Secret", code);
         }
+        if let Some(value) = &signature {
+            request = request.header("X-ActiGraph-Signature", value);
+        }
         request = match &o.auth {
-            SendAuth::None => request,
-            SendAuth::Passcode { scheme, passcode } => request.header(
-                "X-ActiGraph-Signature",
-                signature::sign(*scheme, passcode.expose().as_bytes(), &body),
-            ),
+            SendAuth::None | SendAuth::Passcode { .. } => request,
             SendAuth::Basic { user, password } => {
                 request.header("Authorization", basic_header(user, password.expose()))
             }

@@ -74,7 +74,8 @@ impl Harness {
         if let Some(p) = passcode {
             request = request.header(
                 "X-ActiGraph-Signature",
-                signature::sign(Scheme::Base64Sha256, p.as_bytes(), body.as_bytes()),
+                signature::sign(Scheme::Base64Sha256, p.as_bytes(), body.as_bytes())
+                    .expect("base64 signs any body"),
             );
         }
         request.body(body.to_string()).send().await.expect("the receiver answers").status().as_u16()

@@ -35,7 +35,7 @@ fn configure(data: &DataDir) {
 }
 
 fn sign(passcode: &str, body: &[u8]) -> String {
-    signature::sign(Scheme::Base64Sha256, passcode.as_bytes(), body)
+    signature::sign(Scheme::Base64Sha256, passcode.as_bytes(), body).expect("base64 signs any body")
 }
 
 fn basic(credentials: &[u8]) -> String {
@@ -784,7 +784,8 @@ fn cases() -> Vec<Case> {
 
     // --- Signatures (webhook 15 has a passcode) --------------------------------------
     let digest = BASE64.decode(&sig).expect("a base64 signature");
-    let sha256_hex = signature::sign(Scheme::Sha256Hex, PASSCODE_15.as_bytes(), &body);
+    let sha256_hex =
+        signature::sign(Scheme::Sha256Hex, PASSCODE_15.as_bytes(), &body).expect("hex signs any body");
     for (rule, value) in [
         ("a wrong signature is 401", BASE64.encode([0u8; 32])),
         ("a truncated signature is 401", sig[..sig.len() - 2].to_string()),
@@ -795,7 +796,10 @@ fn cases() -> Vec<Case> {
             BASE64.encode(flipped)
         }),
         ("a sha256= prefix with no digest is 401", "sha256=".into()),
-        ("the seed's 128-hex-digit sha1 example is 401", format!("sha1={}", "AB".repeat(64))),
+        (
+            "a 128-hex-digit sha1= value (the 2015 form) that does not match is 401",
+            format!("sha1={}", "AB".repeat(64)),
+        ),
         ("a hex digest without its prefix is 401", sha256_hex["sha256=".len()..].to_string()),
         ("the digest twice is 401", format!("{sig}{sig}")),
         ("a signature over another body is 401", sign(PASSCODE_15, &upload_body("93199"))),
@@ -824,7 +828,9 @@ fn cases() -> Vec<Case> {
         Expect::refused(401),
     ));
     let upper_body = upload_body("93114");
-    let upper = signature::sign(Scheme::Sha256Hex, PASSCODE_15.as_bytes(), &upper_body).to_ascii_uppercase();
+    let upper = signature::sign(Scheme::Sha256Hex, PASSCODE_15.as_bytes(), &upper_body)
+        .expect("hex signs any body")
+        .to_ascii_uppercase();
     cases.push(case(
         "an upper-case SHA256= prefix and hex digest are accepted",
         with_credentials(
@@ -834,6 +840,27 @@ fn cases() -> Vec<Case> {
             &upper_body,
         ),
         Expect::stored("upper-hex", &upper_body, None),
+    ));
+    let legacy_body = upload_body("93140");
+    let legacy = signature::sign(Scheme::Sha512Utf16Hex, PASSCODE_15.as_bytes(), &legacy_body)
+        .expect("an upload body is text");
+    cases.push(case(
+        "the 2015 sha1=<128 hex> HMAC-SHA512 over UTF-16 form is accepted",
+        with_credentials("legacy-sha512", "15", vec![h("X-ActiGraph-Signature", legacy)], &legacy_body),
+        Expect::stored("legacy-sha512", &legacy_body, None),
+    ));
+    // That form signs text, so a body that is not UTF-8 cannot carry it, whatever the digest.
+    let mut legacy_bytes = upload_body("93141");
+    legacy_bytes[12] = 0xff;
+    cases.push(case(
+        "the 2015 form over a body that is not UTF-8 is 401",
+        with_credentials(
+            "legacy-sha512-not-utf8",
+            "15",
+            vec![h("X-ActiGraph-Signature", format!("sha1={}", "AB".repeat(64)))],
+            &legacy_bytes,
+        ),
+        Expect::refused(401),
     ));
 
     // --- Basic (webhook 20) and bearer (webhook 21) ----------------------------------

@@ -128,6 +128,11 @@ async fn a_sha256_hex_signature_is_accepted_and_a_wrong_passcode_refused() {
 }
 
 #[tokio::test]
+async fn a_2015_sha512_utf16_signature_is_accepted_and_a_wrong_passcode_refused() {
+    every_fixture_is_stored_once_and_refused_with_a_wrong_credential(passcode(Scheme::Sha512Utf16Hex)).await;
+}
+
+#[tokio::test]
 async fn basic_credentials_are_accepted_and_a_wrong_password_refused() {
     let auth = Auth::Basic { user: "centrepoint".into(), password: "s3cret: with a colon".into() };
     every_fixture_is_stored_once_and_refused_with_a_wrong_credential(auth).await;
