@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::reach::tunnel::TunnelKind;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration file {path}: {source}")]
@@ -47,6 +49,24 @@ pub struct Config {
     pub trust_forwarded_headers: bool,
     /// How many refused requests the log keeps (newest first).
     pub refused_log_size: usize,
+    /// How often the public URL is probed, in seconds (also at once after it changes).
+    pub probe_interval_secs: u64,
+    /// How often tunnels' local APIs are asked for the public URL, in seconds (also after
+    /// each failed probe).
+    pub discovery_interval_secs: u64,
+    /// A PEM file of certificates the probe trusts besides the system's (a lab proxy's CA).
+    pub extra_ca_file: Option<PathBuf>,
+    /// Where the ngrok agent's local API answers (its `web_addr`).
+    pub ngrok_web_addr: String,
+    /// Where cloudflared's metrics server answers; the first of 127.0.0.1:20241-20245
+    /// that answers when unset.
+    pub cloudflared_metrics: Option<String>,
+    /// A tunnel cpwatch runs and supervises: "cloudflared" or "ngrok".
+    pub tunnel: Option<TunnelKind>,
+    /// More arguments for that tunnel, e.g. `["--url", "name.ngrok-free.app"]`.
+    pub tunnel_args: Vec<String>,
+    /// The tunnel's program, when it is not on PATH under its usual name.
+    pub tunnel_program: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -63,6 +83,14 @@ impl Default for Config {
             max_connections: 256,
             trust_forwarded_headers: false,
             refused_log_size: 1000,
+            probe_interval_secs: 300,
+            discovery_interval_secs: 180,
+            extra_ca_file: None,
+            ngrok_web_addr: "127.0.0.1:4040".into(),
+            cloudflared_metrics: None,
+            tunnel: None,
+            tunnel_args: Vec::new(),
+            tunnel_program: None,
         }
     }
 }
@@ -138,6 +166,27 @@ impl Config {
         if let Some(v) = var("CPWATCH_REFUSED_LOG_SIZE") {
             self.refused_log_size = parse("CPWATCH_REFUSED_LOG_SIZE", v)?;
         }
+        if let Some(v) = var("CPWATCH_PROBE_INTERVAL_SECS") {
+            self.probe_interval_secs = parse("CPWATCH_PROBE_INTERVAL_SECS", v)?;
+        }
+        if let Some(v) = var("CPWATCH_DISCOVERY_INTERVAL_SECS") {
+            self.discovery_interval_secs = parse("CPWATCH_DISCOVERY_INTERVAL_SECS", v)?;
+        }
+        if let Some(v) = var("CPWATCH_EXTRA_CA_FILE") {
+            self.extra_ca_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("CPWATCH_NGROK_WEB_ADDR") {
+            self.ngrok_web_addr = v;
+        }
+        if let Some(v) = var("CPWATCH_CLOUDFLARED_METRICS") {
+            self.cloudflared_metrics = Some(v);
+        }
+        if let Some(v) = var("CPWATCH_TUNNEL") {
+            self.tunnel = Some(parse("CPWATCH_TUNNEL", v)?);
+        }
+        if let Some(v) = var("CPWATCH_TUNNEL_PROGRAM") {
+            self.tunnel_program = Some(PathBuf::from(v));
+        }
         Ok(())
     }
 
@@ -172,6 +221,24 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("public_url {url:?} must start with https://")));
             }
         }
+        if self.probe_interval_secs == 0 || self.discovery_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "probe_interval_secs and discovery_interval_secs must be at least one second".into(),
+            ));
+        }
+        let host_port =
+            |addr: &str| addr.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+        if !host_port(&self.ngrok_web_addr) {
+            return Err(ConfigError::Invalid(format!(
+                "ngrok_web_addr {:?} must be a host and port such as 127.0.0.1:4040",
+                self.ngrok_web_addr
+            )));
+        }
+        if let Some(addr) = self.cloudflared_metrics.as_deref().filter(|a| !host_port(a)) {
+            return Err(ConfigError::Invalid(format!(
+                "cloudflared_metrics {addr:?} must be a host and port such as 127.0.0.1:20241"
+            )));
+        }
         Ok(())
     }
 
@@ -185,6 +252,14 @@ impl Config {
 
     pub fn header_timeout(&self) -> Duration {
         Duration::from_secs(self.header_timeout_secs)
+    }
+
+    /// The cloudflared metrics addresses to ask for a quick tunnel's URL.
+    pub fn cloudflared_metrics_addrs(&self) -> Vec<String> {
+        match &self.cloudflared_metrics {
+            Some(addr) => vec![addr.clone()],
+            None => crate::reach::discover::cloudflared_default_addrs(),
+        }
     }
 
     pub fn body_timeout(&self) -> Duration {

@@ -19,6 +19,8 @@ pub mod notify;
 
 pub mod dashboard;
 
+pub mod reach;
+
 pub mod desktop;
 
 pub mod config;

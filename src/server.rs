@@ -12,7 +12,11 @@ use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
 use crate::dashboard::{self, DashboardSetup, DashboardState, DesktopLink, ReceiverInfo};
+use crate::reach::monitor::{self, MonitorSetup, ReachHandle};
+use crate::reach::probe;
+use crate::reach::tunnel::{Tunnel, TunnelSpec};
 use crate::receive::{self, ReceiverState, ServeOptions};
+use crate::store::uptime::{self, Downtime};
 use crate::store::{self, writer, DataDirLock, ReadPool, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +29,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("the receiver stopped: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Probe(#[from] probe::ClientError),
 }
 
 fn hint(e: &std::io::Error) -> &'static str {
@@ -48,6 +54,12 @@ pub struct Receiver {
     state: ReceiverState,
     desktop: DesktopLink,
     writer_thread: JoinHandle<()>,
+    /// This run's row in the store's `runs`, and the gap before it.
+    run: i64,
+    gap: Option<Downtime>,
+    reach: ReachHandle,
+    monitor: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
     _lock: DataDirLock,
 }
 
@@ -69,6 +81,46 @@ impl Receiver {
         let mut lock = lock;
         let bound = listener.local_addr().unwrap_or(config.listen);
         lock.announce(&config.local_webhook_url(bound))?;
+        let client = probe::client(config.extra_ca_file.as_deref())?;
+        let started = uptime::start(&store::open(&db)?, chrono::Utc::now(), std::process::id())
+            .map_err(StoreError::from)?;
+        if let Some(gap) = &started.gap {
+            tracing::warn!("{}", gap_in_words(gap));
+        }
+        let (stop, stopping) = watch::channel(false);
+        let tunnel = config.tunnel.map(|kind| {
+            let listen = if bound.ip().is_unspecified() {
+                SocketAddr::new([127, 0, 0, 1].into(), bound.port())
+            } else {
+                bound
+            };
+            Tunnel::start(TunnelSpec {
+                kind,
+                program: config.tunnel_program.clone(),
+                args: config.tunnel_args.clone(),
+                listen,
+                ngrok_web_addr: config.ngrok_web_addr.clone(),
+            })
+        });
+        let (reach, monitor) = monitor::spawn(
+            MonitorSetup {
+                pool: ReadPool::new(db.clone()),
+                run: started.run,
+                key: state.probe_key().clone(),
+                client,
+                configured_url: config.public_url.clone(),
+                webhook_path: config.webhook_path.clone(),
+                port: bound.port(),
+                probe_interval: Duration::from_secs(config.probe_interval_secs),
+                discovery_interval: Duration::from_secs(config.discovery_interval_secs),
+                ngrok_web_addr: config.ngrok_web_addr.clone(),
+                cloudflared_metrics: config.cloudflared_metrics_addrs(),
+                trust_forwarded_headers: config.trust_forwarded_headers,
+                live: state.writer().subscribe(),
+                tunnel,
+            },
+            stopping,
+        );
         Ok(Receiver {
             config,
             data_dir,
@@ -79,6 +131,11 @@ impl Receiver {
             state,
             desktop: DesktopLink::default(),
             writer_thread,
+            run: started.run,
+            gap: started.gap,
+            reach,
+            monitor,
+            stop,
             _lock: lock,
         })
     }
@@ -109,6 +166,16 @@ impl Receiver {
         ReadPool::new(self.db.clone())
     }
 
+    /// The reachability monitor's state: the public URL, probes, validation, the tunnel.
+    pub fn reach(&self) -> ReachHandle {
+        self.reach.clone()
+    }
+
+    /// The outage that ended with this start, when the receiver ran before.
+    pub fn gap(&self) -> Option<&Downtime> {
+        self.gap.as_ref()
+    }
+
     /// The dashboard's link to the desktop app around this receiver.
     pub fn desktop_link(&self) -> DesktopLink {
         self.desktop.clone()
@@ -128,8 +195,15 @@ impl Receiver {
             Some(public) => {
                 text.push_str(&format!("public URL (enter it in the CentrePoint portal): {public}\n"))
             }
+            None if self.config.tunnel.is_some() => text.push_str(
+                "public URL: from the tunnel cpwatch runs, shown on the dashboard and by `cpwatch status` once it is up\n",
+            ),
             None if self.first_start => text.push_str(&first_start_guide(&url, self.local_addr().port())),
             None => {}
+        }
+        if let Some(gap) = &self.gap {
+            text.push_str(&gap_in_words(gap));
+            text.push('\n');
         }
         text
     }
@@ -141,11 +215,23 @@ impl Receiver {
         let dashboard_addr = self.dashboard_addr();
         let receiver_addr = self.local_addr();
         let Receiver {
-            config, listener, dashboard_listener, db, state, desktop, writer_thread, _lock, ..
+            config,
+            listener,
+            dashboard_listener,
+            db,
+            state,
+            desktop,
+            writer_thread,
+            run,
+            reach,
+            monitor,
+            stop,
+            _lock,
+            ..
         } = self;
-        let (stop, stopping) = watch::channel(false);
+        let stopping = stop.subscribe();
         let dashboard_state = DashboardState::new(DashboardSetup {
-            pool: ReadPool::new(db),
+            pool: ReadPool::new(db.clone()),
             writer: state.writer().clone(),
             auth_changed: state.auth_invalidator(),
             address: dashboard_addr,
@@ -156,6 +242,7 @@ impl Receiver {
             },
             shutdown: stopping.clone(),
             desktop,
+            reach,
         });
         let options = ServeOptions::from_config(&config);
         let until_stopped = |mut stopping: watch::Receiver<bool>| async move {
@@ -178,6 +265,14 @@ impl Receiver {
             let _ = stop.send(true);
         };
         let (received, shown, ()) = tokio::join!(receiving, showing, signal);
+        // The monitor stops the tunnel it runs; then the run is over, cleanly.
+        if tokio::time::timeout(Duration::from_secs(10), monitor).await.is_err() {
+            tracing::warn!("the reachability monitor did not stop within 10 s");
+        }
+        let ended = store::open(&db).and_then(|conn| Ok(uptime::stop(&conn, run, chrono::Utc::now())?));
+        if let Err(e) = ended {
+            tracing::warn!("cannot record the clean stop: {e}");
+        }
         received.and(shown).map_err(ServerError::Serve)?;
         // Every acknowledged delivery is already committed; this only waits for the
         // writer to finish what is queued and checkpoint, for a tidy stop.
@@ -189,6 +284,18 @@ impl Receiver {
         }
         Ok(())
     }
+}
+
+/// A gap before this start, and what it means for CentrePoint's deliveries.
+fn gap_in_words(gap: &Downtime) -> String {
+    let local = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&chrono::Local).format("%a %d %b %H:%M");
+    let to = gap.to.map_or_else(|| "now".to_string(), |t| local(t).to_string());
+    format!(
+        "cpwatch was not receiving from {} to {to} ({}). {}",
+        local(gap.from),
+        gap.reason,
+        uptime::advice(gap, chrono::Utc::now())
+    )
 }
 
 /// Resolves on SIGINT or SIGTERM.

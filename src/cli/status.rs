@@ -4,7 +4,8 @@ use chrono::Utc;
 
 use super::history::time;
 use cpwatch::config::Config;
-use cpwatch::store::{self, status, webhooks};
+use cpwatch::reach::{PublicUrl, ReachStatus, Reachability, Source};
+use cpwatch::store::{self, settings, status, uptime, webhooks};
 
 pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     let dir = config.data_dir()?;
@@ -18,6 +19,8 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
         .and_then(|r| r.url.clone())
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| config.local_webhook_url(config.listen));
+    let reach = reach_status(&conn, config, running.is_some())?;
+    let downtime = uptime::downtime(&conn)?;
     if json {
         println!(
             "{}",
@@ -26,8 +29,13 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
                     "running": running.is_some(),
                     "pid": running.as_ref().and_then(|r| r.pid),
                     "url": url,
-                    "public_url": config.public_url,
                 },
+                "public_url": reach.public_url,
+                "reachability": reach.reachability,
+                "validation": reach.validation,
+                "url_change": reach.url_change,
+                "tunnel": reach.tunnel,
+                "downtime": downtime,
                 "data_dir": dir,
                 "authentication_off": auth_off,
                 "webhooks": hooks,
@@ -45,8 +53,35 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
             println!("receiver:        not running (start it with `cpwatch serve`); configured for {url}")
         }
     }
-    if let Some(public) = &config.public_url {
-        println!("public URL:      {public}");
+    match &reach.public_url {
+        Some(public) => println!("public URL:      {} ({})", public.url, public.source.describe()),
+        None => println!("public URL:      none known (start a tunnel, or set public_url)"),
+    }
+    println!("reachability:    {}", reach.in_words());
+    if let Some(checked) = reach.reachability.checked_at {
+        println!("                 last probed {}", time(Some(checked)));
+    }
+    match &reach.validation {
+        Some(v) if v.at_this_url => println!("validation:      validated at this URL"),
+        Some(_) => println!("validation:      not yet validated at this URL"),
+        None => {}
+    }
+    if let Some(change) = &reach.url_change {
+        println!("\n{}\n", change.message);
+    }
+    if let Some(problem) = reach.tunnel.as_ref().and_then(|t| t.get("problem")).and_then(|p| p.as_str()) {
+        println!("tunnel:          {problem}");
+    }
+    for gap in downtime.iter().take(5) {
+        println!(
+            "downtime:        {} to {}: {}",
+            time(Some(gap.from)),
+            gap.to.map_or_else(|| "now".to_string(), |t| time(Some(t))),
+            gap.reason
+        );
+    }
+    if let Some(gap) = downtime.first() {
+        println!("                 {}", uptime::advice(gap, Utc::now()));
     }
     println!("data:            {}", dir.display());
     if auth_off {
@@ -82,4 +117,24 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the running receiver last knew; with none running, the configured URL and an
+/// unknown reachability.
+fn reach_status(conn: &rusqlite::Connection, config: &Config, running: bool) -> anyhow::Result<ReachStatus> {
+    let kept = settings::reach_status(conn)?.and_then(|v| serde_json::from_value::<ReachStatus>(v).ok());
+    if let (true, Some(kept)) = (running, kept) {
+        return Ok(kept);
+    }
+    let prefs = settings::preferences(conn)?;
+    let mut status = ReachStatus::initial(config.probe_interval_secs, Utc::now());
+    status.public_url = prefs
+        .public_url_or(config.public_url.as_deref())
+        .map(|url| PublicUrl::new(&url, &config.webhook_path, Source::Config));
+    status.reachability = Reachability::unknown(if running {
+        "the receiver has not probed its public URL yet"
+    } else {
+        "cpwatch is not running: CentrePoint cannot reach it"
+    });
+    Ok(status)
 }

@@ -24,6 +24,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
+use crate::reach::ReachHandle;
 use crate::receive::AuthInvalidator;
 use crate::store::{ReadPool, WriterHandle};
 
@@ -53,6 +54,8 @@ pub struct DashboardSetup {
     /// Turns true at shutdown: live streams end.
     pub shutdown: watch::Receiver<bool>,
     pub desktop: DesktopLink,
+    /// The reachability monitor's state.
+    pub reach: ReachHandle,
 }
 
 /// What the dashboard's handlers share.
@@ -70,14 +73,16 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
     auth_changed: AuthInvalidator,
     desktop: DesktopLink,
+    reach: ReachHandle,
 }
 
 impl DashboardState {
     pub fn new(setup: DashboardSetup) -> Self {
-        let DashboardSetup { pool, writer, auth_changed, address, receiver, shutdown, desktop } = setup;
+        let DashboardSetup { pool, writer, auth_changed, address, receiver, shutdown, desktop, reach } =
+            setup;
         let hosts = guard::loopback_hosts(address.port());
         DashboardState {
-            inner: Arc::new(Inner { pool, writer, hosts, receiver, shutdown, auth_changed, desktop }),
+            inner: Arc::new(Inner { pool, writer, hosts, receiver, shutdown, auth_changed, desktop, reach }),
         }
     }
 }

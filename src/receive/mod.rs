@@ -16,11 +16,15 @@ pub mod signature;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 
 use crate::config::Config;
+use crate::reach::probe::PROBE_HEADER;
+use crate::reach::ProbeKey;
 use crate::store::{self, webhooks, StoreError, WriterHandle};
 
 use auth_cache::AuthCache;
@@ -46,6 +50,7 @@ struct Inner {
     max_body_bytes: usize,
     body_timeout: Duration,
     trust_forwarded_headers: bool,
+    probe_key: ProbeKey,
 }
 
 impl ReceiverState {
@@ -67,12 +72,18 @@ impl ReceiverState {
                 max_body_bytes: config.max_body_bytes,
                 body_timeout: config.body_timeout(),
                 trust_forwarded_headers: config.trust_forwarded_headers,
+                probe_key: ProbeKey::random(),
             }),
         })
     }
 
     pub fn writer(&self) -> &WriterHandle {
         &self.inner.writer
+    }
+
+    /// The key this receiver answers probes of its public URL with.
+    pub fn probe_key(&self) -> &ProbeKey {
+        &self.inner.probe_key
     }
 
     /// A handle that makes the receiver re-read webhook authentication before the next
@@ -86,7 +97,21 @@ impl ReceiverState {
 pub fn router(state: ReceiverState, webhook_path: &str) -> Router {
     Router::new()
         .route(webhook_path, post(handler::receive))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
+}
+
+/// `ok`, and to a probe of the public URL, this receiver's answer to its nonce: the
+/// proof that the URL reaches this receiver (`reach::probe`).
+async fn healthz(State(state): State<ReceiverState>, uri: Uri) -> impl IntoResponse {
+    // Read by hand: a query string that is not a probe's is no reason to refuse `ok`.
+    let nonce = uri.query().unwrap_or_default().split('&').find_map(|pair| pair.strip_prefix("probe="));
+    let answer = nonce.and_then(|nonce| state.inner.probe_key.answer(nonce));
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(value) = answer.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        headers.insert(PROBE_HEADER, value);
+    }
+    (headers, "ok\n")
 }

@@ -18,6 +18,7 @@ pub mod status;
 pub mod studies;
 pub mod subjects;
 pub mod uploads;
+pub mod uptime;
 pub mod webhooks;
 
 use std::fs::{self, File, OpenOptions};

@@ -166,6 +166,31 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX refused_received ON refused (received_at);
     "#,
+    // 2: the receiver's running periods and the outages between and within them.
+    r#"
+    -- One row per start of a receiver. `alive_at` moves with each commit-free heartbeat
+    -- (at most one write per 10 minutes), so after a crash the run's end is known to
+    -- within that, or to its last delivery when that is later.
+    CREATE TABLE runs (
+        id         INTEGER PRIMARY KEY,
+        started_at INTEGER NOT NULL,
+        alive_at   INTEGER NOT NULL,
+        stopped_at INTEGER,
+        pid        INTEGER
+    ) STRICT;
+
+    -- Periods CentrePoint could not reach the receiver: it was not running, the
+    -- computer slept, or its public URL did not answer probes. `ended_at` is NULL while
+    -- one is going on.
+    CREATE TABLE outages (
+        id         INTEGER PRIMARY KEY,
+        started_at INTEGER NOT NULL,
+        ended_at   INTEGER,
+        kind       TEXT NOT NULL CHECK (kind IN ('stopped', 'crashed', 'asleep', 'unreachable')),
+        reason     TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX outages_started ON outages (started_at);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -168,3 +168,15 @@ pub fn desktop_state(conn: &Connection) -> rusqlite::Result<DesktopState> {
 pub fn set_desktop_state(conn: &Connection, state: &DesktopState) -> rusqlite::Result<()> {
     put_json(conn, DESKTOP_STATE, state)
 }
+
+const REACH: &str = "reach";
+
+/// What the running receiver last knew of its reachability (public URL, probes,
+/// validation), for `cpwatch status` in another process and for the next start.
+pub fn reach_status(conn: &Connection) -> rusqlite::Result<Option<serde_json::Value>> {
+    get_json(conn, REACH)
+}
+
+pub fn set_reach_status(conn: &Connection, status: &serde_json::Value) -> rusqlite::Result<()> {
+    put_json(conn, REACH, status)
+}

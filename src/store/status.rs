@@ -98,3 +98,30 @@ pub fn counts(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Counts>
         last_validation,
     })
 }
+
+/// The host the latest stored validation handshake was sent to: its forwarded host when
+/// the receiver trusts a proxy's headers and one is set, else its `Host`.
+pub fn last_validation_host(
+    conn: &Connection,
+    trust_forwarded_headers: bool,
+) -> rusqlite::Result<Option<(String, DateTime<Utc>)>> {
+    let row: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT headers, received_at FROM deliveries WHERE event = 'validation' ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    Ok(row.and_then(|(headers, at)| {
+        let headers: Vec<(String, String)> = serde_json::from_str(&headers).ok()?;
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.split(',').next().unwrap_or_default().trim().to_ascii_lowercase())
+                .filter(|v| !v.is_empty())
+        };
+        let forwarded = if trust_forwarded_headers { find("x-forwarded-host") } else { None };
+        Some((forwarded.or_else(|| find("host"))?, from_ms(at)))
+    }))
+}

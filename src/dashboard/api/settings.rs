@@ -58,12 +58,14 @@ async fn get_settings(State(state): State<DashboardState>) -> ApiResult {
 
 async fn put_settings(State(state): State<DashboardState>, Json(prefs): Json<Preferences>) -> ApiResult {
     prefs.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
-    db(&state, move |conn| {
+    let saved = db(&state, move |conn| {
         settings::set_preferences(conn, &prefs)?;
         Ok(prefs)
     })
-    .await
-    .and_then(ok)
+    .await;
+    // The public URL may have changed: find it and probe it again now.
+    state.inner.reach.recheck();
+    saved.and_then(ok)
 }
 
 /// The desktop app's own settings, as the Settings page changes them.
