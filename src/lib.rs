@@ -5,8 +5,9 @@
 //! the writer, and what is stored, by entity) -> [`notify`] (what a person should be
 //! told, the tray model, and the desktop app's wake loop) -> [`dashboard`] (JSON API,
 //! live stream, static UI). Beside them: [`desktop`] (start at login, one app per user),
-//! [`config`], [`server`] (both listeners, started together), [`export`], [`logging`],
-//! and [`emulator`], which sends deliveries as CentrePoint does to test a setup.
+//! [`config`], [`server`] (both listeners, started together), [`reach`] (the public URL:
+//! the tunnel's local API, and a tunnel cpwatch runs), [`export`], [`logging`], and
+//! [`emulator`], which sends deliveries as CentrePoint does to test a setup.
 
 // Listed in a delivery's order, one per line, so that rustfmt keeps the order.
 pub mod receive;
@@ -26,3 +27,6 @@ pub mod emulator;
 pub mod export;
 pub mod logging;
 pub mod server;
+
+// How CentrePoint reaches the receiver: tunnels and their public URL.
+pub mod reach;
