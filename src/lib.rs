@@ -5,8 +5,10 @@
 //! the writer, and what is stored, by entity) -> [`notify`] (what a person should be
 //! told, the tray model, and the desktop app's wake loop) -> [`dashboard`] (JSON API,
 //! live stream, static UI). Beside them: [`desktop`] (start at login, one app per user),
-//! [`config`], [`server`] (both listeners, started together), [`export`], [`logging`],
-//! and [`emulator`], which sends deliveries as CentrePoint does to test a setup.
+//! [`reach`] (whether CentrePoint can reach the receiver: the public URL, found or from a
+//! tunnel cpwatch runs, probes, outages), [`config`], [`server`] (both listeners and the
+//! monitor, started together), [`export`], [`logging`], and [`emulator`], which sends
+//! deliveries as CentrePoint does to test a setup.
 
 // Listed in a delivery's order, one per line, so that rustfmt keeps the order.
 pub mod receive;
@@ -19,12 +21,13 @@ pub mod notify;
 
 pub mod dashboard;
 
-pub mod reach;
-
 pub mod desktop;
+
+pub mod reach;
 
 pub mod config;
 pub mod emulator;
 pub mod export;
 pub mod logging;
 pub mod server;
+

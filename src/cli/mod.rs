@@ -113,6 +113,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             config.dashboard_listen = args.dashboard_listen.unwrap_or(config.dashboard_listen);
             config.public_url = args.public_url.or(config.public_url);
             config.max_body_bytes = args.max_body.unwrap_or(config.max_body_bytes);
+            config.tunnel = args.tunnel.or(config.tunnel);
+            config.probe_interval_secs = args.probe_interval.unwrap_or(config.probe_interval_secs);
             config.validate()?;
             serve::run(config)?;
             Ok(ok)

@@ -25,6 +25,12 @@ pub(super) struct ServeArgs {
     /// Largest body accepted, in bytes.
     #[arg(long, value_name = "BYTES")]
     pub(super) max_body: Option<usize>,
+    /// Run and supervise a tunnel: cloudflared (a quick tunnel) or ngrok (your account).
+    #[arg(long, value_name = "cloudflared|ngrok")]
+    pub(super) tunnel: Option<cpwatch::reach::tunnel::TunnelKind>,
+    /// How often to probe the public URL, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub(super) probe_interval: Option<u64>,
 }
 
 pub(super) fn run(config: Config) -> anyhow::Result<()> {

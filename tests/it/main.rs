@@ -25,3 +25,4 @@ mod retry_storm;
 mod signature;
 mod storage_faults;
 mod store;
+mod tunnel;
