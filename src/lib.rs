@@ -30,4 +30,3 @@ pub mod emulator;
 pub mod export;
 pub mod logging;
 pub mod server;
-

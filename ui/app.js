@@ -251,6 +251,8 @@ function connect() {
     requestRefresh();
   });
   source.addEventListener('refused', requestRefresh);
+  // The public URL, its reachability or the tunnel changed.
+  source.addEventListener('reach', requestRefresh);
   source.addEventListener('lagged', () => {
     studiesStale = true;
     requestRefresh();

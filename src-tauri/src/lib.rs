@@ -23,6 +23,7 @@ use cpwatch::dashboard::DesktopLink;
 use cpwatch::desktop::instance;
 use cpwatch::notify::runtime::{Desktop, Watcher};
 use cpwatch::notify::Notice;
+use cpwatch::reach::ReachHandle;
 use cpwatch::server::{self, Receiver, ServerError};
 use cpwatch::store::{LiveEvent, ReadPool};
 use tauri::{AppHandle, Manager as _, RunEvent, Runtime};
@@ -70,8 +71,8 @@ pub struct Shell {
     pub dashboard_url: String,
     /// The local webhook URL.
     pub webhook_url: String,
-    /// The public URL from the configuration (the dashboard's Settings may override it).
-    pub configured_public_url: Option<String>,
+    /// The public URL, found or configured, and whether CentrePoint can reach it.
+    pub reach: ReachHandle,
     pub pool: ReadPool,
     /// Start at login, for the tray's toggle and the tray's check mark (the dashboard
     /// has its own handle).
@@ -131,7 +132,6 @@ impl Started {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Started, ServerError> {
         let since = chrono::Utc::now();
-        let configured_public_url = config.public_url.clone();
         let receiver = Receiver::start(config).await?;
         let (control_tx, control) = async_mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -141,7 +141,7 @@ impl Started {
         let shell = Shell {
             dashboard_url: receiver.dashboard_url(),
             webhook_url: receiver.webhook_url(),
-            configured_public_url,
+            reach: receiver.reach(),
             pool: receiver.pool(),
             at_login,
             link,
@@ -193,6 +193,7 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
         .setup(move |app| {
             let handle = app.handle().clone();
             let (pool, link, at_login) = (shell.pool.clone(), shell.link.clone(), shell.at_login.clone());
+            let reach = shell.reach.clone();
             let control_tx = shell.control();
             let shell_url = shell.dashboard_url.clone();
             app.manage(shell);
@@ -214,7 +215,9 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
                 }
             };
             let screen = Screen { app: handle.clone(), notices };
-            tauri::async_runtime::spawn(Watcher::new(screen, pool, link, at_login, since).run(live, control));
+            tauri::async_runtime::spawn(
+                Watcher::new(screen, pool, link, at_login, since).with_reach(reach).run(live, control),
+            );
             tauri::async_runtime::spawn(after_receiver(handle.clone(), receiver));
             if let Some(primary) = options.instance {
                 let shower = handle.clone();

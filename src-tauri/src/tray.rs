@@ -7,7 +7,6 @@ use chrono::{Local, Utc};
 use cpwatch::dashboard::DesktopSettings as _;
 use cpwatch::emulator::send::{self, TestDelivery};
 use cpwatch::notify::tray::{self as core_tray, ids, next_morning, test_feedback, Look, View};
-use cpwatch::store::settings;
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager as _, Runtime};
@@ -185,21 +184,15 @@ fn toggle_start_at_login(shell: &Shell) {
     let _ = shell.at_login.set_start_at_login(!on);
 }
 
-/// Copies the URL to give CentrePoint: the public one when set, else the local one.
+/// Copies the URL to give CentrePoint: the public one (configured or found from the
+/// tunnel), else the local one.
 fn copy_webhook_url<R: Runtime>(app: &AppHandle<R>) {
     let shell = app.state::<Shell>();
-    let (pool, configured, local) =
-        (shell.pool.clone(), shell.configured_public_url.clone(), shell.webhook_url.clone());
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        // Unreadable preferences leave the configured URL, as when none is set.
-        let prefs = pool.run(|conn| Ok(settings::preferences(conn)?)).await.unwrap_or_default();
-        let url = prefs.public_url_or(configured.as_deref()).unwrap_or(local);
-        match app.clipboard().write_text(url.clone()) {
-            Ok(()) => tracing::info!("copied the webhook URL {url}"),
-            Err(e) => tracing::error!("cannot copy the webhook URL: {e}"),
-        }
-    });
+    let url = shell.reach.webhook_url_or(&shell.webhook_url);
+    match app.clipboard().write_text(url.clone()) {
+        Ok(()) => tracing::info!("copied the webhook URL {url}"),
+        Err(e) => tracing::error!("cannot copy the webhook URL: {e}"),
+    }
 }
 
 /// Sends a test delivery through the real receiver, authenticated like its webhook,

@@ -1,5 +1,6 @@
 //! The live stream: one Server-Sent Event per committed delivery (`delivery`) or
-//! refused request (`refused`); `lagged` when this client fell behind and should reload.
+//! refused request (`refused`), `reach` when the public URL, its reachability or the
+//! tunnel changed; `lagged` when this client fell behind and should reload.
 
 use std::convert::Infallible;
 
@@ -14,12 +15,31 @@ use crate::store::LiveEvent;
 pub(super) async fn live(State(state): State<DashboardState>) -> impl IntoResponse {
     let receiver = state.inner.writer.subscribe();
     let shutdown = state.inner.shutdown.clone();
-    let stream =
-        futures_util::stream::unfold((receiver, shutdown), |(mut receiver, mut shutdown)| async move {
+    let reach = Some(state.inner.reach.subscribe());
+    let stream = futures_util::stream::unfold(
+        (receiver, shutdown, reach),
+        |(mut receiver, mut shutdown, mut reach)| async move {
             if *shutdown.borrow() {
                 return None;
             }
+            let reach_changed = async {
+                match reach.as_mut() {
+                    Some(r) => match r.changed().await {
+                        Ok(()) => Some(r.borrow_and_update().reachability.state),
+                        Err(_) => None,
+                    },
+                    None => std::future::pending().await,
+                }
+            };
             let event = tokio::select! {
+                changed = reach_changed => match changed {
+                    Some(state) => SseEvent::default().event("reach").json_data(state).ok()?,
+                    // The monitor stopped (shutdown): the stream goes on without it.
+                    None => {
+                        reach = None;
+                        SseEvent::default().comment("reachability monitor stopped")
+                    }
+                },
                 received = receiver.recv() => match received {
                     Ok(live) => {
                         let kind = match &live {
@@ -36,7 +56,8 @@ pub(super) async fn live(State(state): State<DashboardState>) -> impl IntoRespon
                 // Ends the stream at shutdown so the server can stop without waiting on it.
                 _ = shutdown.changed() => return None,
             };
-            Some((Ok::<_, Infallible>(event), (receiver, shutdown)))
-        });
+            Some((Ok::<_, Infallible>(event), (receiver, shutdown, reach)))
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -2,6 +2,7 @@
 //! the [`runtime`] loop that feeds the policy and has a desktop show both.
 
 pub mod policy;
+pub mod reachability;
 pub mod runtime;
 pub mod tray;
 

@@ -14,8 +14,10 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::dashboard::{DesktopLink, DesktopSettings};
+use crate::notify::reachability::ReachNotices;
 use crate::notify::tray::{self, TrayInputs, View};
 use crate::notify::{Notice, Notifier};
+use crate::reach::{ReachHandle, ReachStatus};
 use crate::store::settings::{self, DesktopState, Preferences};
 use crate::store::uploads::{self, UploadRow};
 use crate::store::{Filter, LiveEvent, ReadPool, StoreError};
@@ -100,6 +102,9 @@ struct State {
     stall_after: Duration,
     /// The time the last wake handled everything due by.
     woke_at: DateTime<Utc>,
+    /// What the reachability monitor last said, and what of it has been told.
+    reach: Option<ReachStatus>,
+    reach_told: ReachNotices,
 }
 
 impl State {
@@ -114,6 +119,8 @@ impl State {
             started: Vec::new(),
             stall_after: Duration::minutes(prefs.stalled_after_minutes.into()),
             woke_at: since,
+            reach: None,
+            reach_told: ReachNotices::default(),
         }
     }
 
@@ -190,8 +197,13 @@ impl State {
         notices.extend(self.notifier.flush_due(now));
         notices.extend(self.notifier.stalled(&self.started, self.stall_after, now));
         let paused_until = self.notifier.paused_until(now);
+        // Past quiet hours, not past a pause: told as things stand when it ends.
+        if let (Some(reach), None) = (&self.reach, paused_until) {
+            notices.extend(self.reach_told.observe(reach));
+        }
         let available = self.notifications.unwrap_or(true);
-        let model = tray::model(&snapshot.inputs, self.listening, paused_until, available);
+        let model =
+            tray::model(&snapshot.inputs, self.listening, self.reach.as_ref(), paused_until, available);
         let status = json!({
             "notifications": match self.notifications {
                 Some(true) => "available",
@@ -201,6 +213,7 @@ impl State {
             "paused_until": paused_until.map(|t| t.with_timezone(&Local).to_rfc3339()),
             "start_at_login": if start_at_login { "on" } else { "off" },
             "tray": model.tooltip.lines().next().unwrap_or_default(),
+            "reachability": self.reach.as_ref().map(|r| r.reachability.state),
         });
         let view = View { model, paused: paused_until.is_some(), start_at_login };
         Ok(Woken { notices, view, status })
@@ -228,6 +241,7 @@ pub struct Watcher<D: Desktop> {
     /// Start at login, for the tray's check mark and the dashboard.
     settings: Arc<dyn DesktopSettings>,
     state: State,
+    reach: Option<ReachHandle>,
 }
 
 impl<D: Desktop> Watcher<D> {
@@ -239,7 +253,13 @@ impl<D: Desktop> Watcher<D> {
         settings: Arc<dyn DesktopSettings>,
         since: DateTime<Utc>,
     ) -> Self {
-        Watcher { desktop, pool, link, settings, state: State::new(since) }
+        Watcher { desktop, pool, link, settings, state: State::new(since), reach: None }
+    }
+
+    /// Also tells and shows what the reachability monitor finds.
+    pub fn with_reach(mut self, reach: ReachHandle) -> Self {
+        self.reach = Some(reach);
+        self
     }
 
     /// Runs until the control channel closes (the app ends).
@@ -249,6 +269,10 @@ impl<D: Desktop> Watcher<D> {
         mut control: UnboundedReceiver<Control>,
     ) {
         let mut live = Some(live);
+        let mut reach = self.reach.as_ref().map(ReachHandle::subscribe);
+        if let Some(reach) = reach.as_mut() {
+            self.state.reach = Some(reach.borrow_and_update().clone());
+        }
         self.restore().await;
         self.wake(&[]).await;
         loop {
@@ -268,7 +292,20 @@ impl<D: Desktop> Watcher<D> {
                     None => std::future::pending().await,
                 }
             };
+            let reach_changed = async {
+                match reach.as_mut() {
+                    Some(r) => match r.changed().await {
+                        Ok(()) => r.borrow_and_update().clone(),
+                        Err(_) => std::future::pending().await,
+                    },
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                status = reach_changed => {
+                    self.state.reach = Some(status);
+                    self.wake(&[]).await;
+                }
                 received = receiving => match received {
                     Ok(event) => {
                         let mut batch = vec![event];

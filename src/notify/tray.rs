@@ -8,6 +8,7 @@ use rusqlite::Connection;
 use crate::emulator::send;
 use crate::event::UploadStatus;
 use crate::notify::{Notice, Target, Urgency};
+use crate::reach::{ReachStatus, State};
 use crate::store::status::{self, Counts};
 use crate::store::studies;
 use crate::store::uploads::{self, UploadRow};
@@ -64,10 +65,12 @@ impl TrayInputs {
 pub fn model(
     inputs: &TrayInputs,
     listening: bool,
+    reach: Option<&ReachStatus>,
     paused_until: Option<DateTime<Utc>>,
     notifications_available: bool,
 ) -> TrayModel {
-    let look = if !listening {
+    let unreachable = reach.filter(|r| r.reachability.state == State::Unreachable);
+    let look = if !listening || unreachable.is_some() {
         Look::NotListening
     } else if inputs.new_failures > 0 {
         Look::NewFailures
@@ -78,7 +81,13 @@ pub fn model(
     };
     let c = &inputs.counts;
     let mut lines = vec![match look {
-        Look::NotListening => "cpwatch: the receiver is not listening".to_string(),
+        Look::NotListening if !listening => "cpwatch: the receiver is not listening".to_string(),
+        Look::NotListening => format!(
+            "cpwatch: CentrePoint cannot reach cpwatch: {}",
+            unreachable
+                .and_then(|r| r.reachability.reason.as_deref())
+                .unwrap_or("the public URL does not answer")
+        ),
         Look::NewFailures => format!(
             "cpwatch: {} new failed upload{}",
             inputs.new_failures,
@@ -90,6 +99,12 @@ pub fn model(
         "Uploads: {} completed, {} failed, {} in progress",
         c.uploads_completed, c.uploads_error, c.uploads_started
     ));
+    if let Some(change) = reach.and_then(|r| r.url_change.as_ref()) {
+        lines.push(format!(
+            "New webhook URL {}: set it in the CentrePoint portal and press Validate",
+            change.url
+        ));
+    }
     if let Some(until) = paused_until {
         lines.push(format!("Notifications paused until {}", until.with_timezone(&Local).format("%a %H:%M")));
     }
@@ -278,15 +293,15 @@ mod tests {
     #[test]
     fn the_look_shows_the_most_urgent_state() {
         let paused = Some(Utc::now());
-        assert_eq!(model(&inputs(2), false, paused, true).look, Look::NotListening);
-        assert_eq!(model(&inputs(2), true, paused, true).look, Look::NewFailures);
-        assert_eq!(model(&inputs(0), true, paused, true).look, Look::Paused);
-        assert_eq!(model(&inputs(0), true, None, true).look, Look::AllGood);
+        assert_eq!(model(&inputs(2), false, None, paused, true).look, Look::NotListening);
+        assert_eq!(model(&inputs(2), true, None, paused, true).look, Look::NewFailures);
+        assert_eq!(model(&inputs(0), true, None, paused, true).look, Look::Paused);
+        assert_eq!(model(&inputs(0), true, None, None, true).look, Look::AllGood);
     }
 
     #[test]
     fn the_tooltip_gives_the_counts() {
-        let tip = model(&inputs(2), true, None, false).tooltip;
+        let tip = model(&inputs(2), true, None, None, false).tooltip;
         assert!(tip.contains("2 new failed uploads"), "{tip}");
         assert!(tip.contains("7 completed, 2 failed, 1 in progress"), "{tip}");
         assert!(tip.contains("Notifications unavailable"), "{tip}");
@@ -302,7 +317,8 @@ mod tests {
 
     #[test]
     fn the_menu_repeats_the_tooltip_then_carries_every_action() {
-        let view = View { model: model(&inputs(0), true, None, true), paused: false, start_at_login: false };
+        let view =
+            View { model: model(&inputs(0), true, None, None, true), paused: false, start_at_login: false };
         let menu = view.menu();
         let tooltip: Vec<MenuItem> = view.model.tooltip.lines().map(|l| MenuItem::Label(l.into())).collect();
         assert_eq!(
@@ -340,7 +356,7 @@ mod tests {
 
     #[test]
     fn the_menu_follows_the_pause_start_at_login_and_recent_uploads() {
-        let mut model = model(&inputs(0), true, Some(Utc::now()), true);
+        let mut model = model(&inputs(0), true, None, Some(Utc::now()), true);
         model.recent = vec![RecentUpload {
             label: "Failed: Sleep & Rest, upload 85045".into(),
             target: Target::Upload { study_id: "189".into(), upload_id: "85045".into() },

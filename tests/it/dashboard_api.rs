@@ -503,8 +503,20 @@ async fn settings_are_validated_and_kept() {
     assert_eq!(status, 200, "{saved}");
     let (_, settings) = h.get("/api/settings").await;
     assert_eq!(settings["preferences"], prefs);
-    let (_, overview) = h.get("/api/overview").await;
-    assert_eq!(overview["receiver"]["public_url"], "https://abc.ngrok.app/webhook");
+    // The reachability monitor picks the new URL up at once, on its own task.
+    let deadline = std::time::Instant::now() + crate::harness::WAIT_DEADLINE;
+    let overview = loop {
+        let (_, overview) = h.get("/api/overview").await;
+        if overview["receiver"]["public_url"] != Value::Null || std::time::Instant::now() > deadline {
+            break overview;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        overview["receiver"]["public_url"],
+        json!({ "url": "https://abc.ngrok.app/webhook", "source": "config" }),
+        "{overview}"
+    );
     assert_eq!(overview["stalled_after_minutes"], 45);
 
     prefs["retention_days"] = json!(0);

@@ -8,6 +8,16 @@ import { errorBox, loading, outcome } from '../components.js';
 import { relativeText, time } from '../format.js';
 import { links } from '../route.js';
 
+/** Where the public URL came from, in words. */
+export function sourceText(source) {
+  return {
+    config: 'from the configuration',
+    managed: 'from the tunnel cpwatch runs',
+    ngrok: 'found from the ngrok agent',
+    cloudflared: 'found from cloudflared',
+  }[source] || source;
+}
+
 function port(listening) {
   const match = /:(\d+)$/.exec(String(listening || ''));
   return match ? match[1] : '8787';
@@ -21,15 +31,12 @@ function webhookPath(url) {
   }
 }
 
-/** The URL CentrePoint posts to: the public URL plus the receiver's webhook path. */
+/** The URL CentrePoint posts to, configured or found from a tunnel (the webhook path included). */
 export function targetUrl(receiver) {
-  const path = webhookPath(receiver.webhook_url);
-  if (!receiver.public_url) return null;
-  const base = receiver.public_url.replace(/\/+$/, '');
-  return base.endsWith(path) ? base : base + path;
+  return receiver.public_url ? receiver.public_url.url : null;
 }
 
-function copyable(text, testid) {
+export function copyable(text, testid) {
   const result = h('span', { class: 'copy-result', 'aria-live': 'polite' });
   const button = h('button', {
     type: 'button',
@@ -94,7 +101,7 @@ export function firstRunSteps(data, ctx, { onAccepted, standalone = false } = {}
           h('p', { class: 'command-label' }, 'cloudflared (prints an https://….trycloudflare.com address)'),
           copyable(`cloudflared tunnel --url http://127.0.0.1:${p}`)),
         receiver.public_url
-          ? h('p', null, 'Public URL: ', h('code', null, receiver.public_url), '. ', h('a', { href: links.settings('receiver') }, 'Change it in Settings'), '.')
+          ? h('p', null, 'Public URL: ', h('code', null, receiver.public_url.url), ` (${sourceText(receiver.public_url.source)}). `, h('a', { href: links.settings('receiver') }, 'Change it in Settings'), '.')
           : h('p', null, 'Then enter the address the tunnel prints as the public URL in ', h('a', { href: links.settings('receiver') }, 'Settings'), ', so the dashboard can show you the exact target URL.')),
       h('li', { class: 'step', testid: 'first-run-step' },
         h('h2', null, 'Set up the webhook in the CentrePoint portal'),

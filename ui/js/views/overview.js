@@ -7,7 +7,7 @@ import { dayChart } from '../chart.js';
 import { empty, errorBox, loading, studyTitle } from '../components.js';
 import { count, duration, plural, time, uploadPill } from '../format.js';
 import { links } from '../route.js';
-import { firstRunSteps, targetUrl } from './firstrun.js';
+import { copyable, firstRunSteps, sourceText, targetUrl } from './firstrun.js';
 
 function healthItem(label, value, testid) {
   return h('div', { class: 'health-item', testid }, h('dt', null, label), h('dd', null, value));
@@ -25,17 +25,70 @@ function health(data) {
       h('strong', null, 'Authentication is off. '),
       'Anyone who knows the receiver\'s address can post deliveries. ',
       h('a', { href: links.settings('webhooks') }, 'Set a passcode for your webhook'), ' and enter the same one in the CentrePoint portal.') : null,
+    reachAlerts(r),
     h('dl', { class: 'health-grid' },
       healthItem('Listening on', h('code', null, r.listening)),
       healthItem('Webhook URL', h('code', { class: 'break' }, r.webhook_url)),
-      healthItem('Public URL', target ? h('code', { class: 'break' }, target) : h('span', null, h('span', { class: 'muted' }, 'not set · '), h('a', { href: links.settings('receiver') }, 'set it'))),
+      healthItem('Public URL', target
+        ? h('span', null, h('code', { class: 'break', testid: 'public-url' }, target), h('span', { class: 'muted', testid: 'public-url-source' }, ` · ${sourceText(r.public_url.source)}`))
+        : h('span', null, h('span', { class: 'muted' }, 'none found · '), h('a', { href: links.settings('receiver') }, 'set it'), h('span', { class: 'muted' }, ' or start a tunnel')), 'public-url-item'),
+      healthItem('Reachable', reachText(r.reachability), 'reachability'),
+      r.validation ? healthItem('Validation', r.validation.at_this_url ? 'validated at this URL' : h('span', { class: 'count-warn' }, 'not yet validated at this URL'), 'validation-state') : null,
+      r.tunnel ? healthItem('Tunnel', tunnelText(r.tunnel), 'tunnel-status') : null,
       healthItem('Last delivery', r.last_delivery_at ? time(r.last_delivery_at, { relative: true }) : h('span', { class: 'muted' }, 'none yet'), 'last-delivery'),
       healthItem('Refused (24 h)', h('a', { href: links.deliveries({ tab: 'refused' }), class: r.refused_last_day ? 'count-warn' : '' },
         count(r.refused_last_day), r.refused_not_logged ? ` (+${count(r.refused_not_logged)} not logged)` : ''), 'refused-count'),
       healthItem('Last validation', validation
         ? h('span', null, time(validation.received_at, { relative: true }), validation.webhook_id ? ` · webhook ${validation.webhook_id}` : '', validation.auth_ok ? '' : ' · credentials did not match')
         : h('span', { class: 'muted' }, 'none')),
-      data.desktop ? healthItem('Desktop app', desktopText(data.desktop), 'desktop-status') : null));
+      data.desktop ? healthItem('Desktop app', desktopText(data.desktop), 'desktop-status') : null),
+    r.tunnel && r.tunnel.lines && r.tunnel.lines.length
+      ? h('details', { class: 'tunnel-output', testid: 'tunnel-output' }, h('summary', null, `Tunnel output (${r.tunnel.command})`), h('pre', null, r.tunnel.lines.join('\n')))
+      : null,
+    downtimeList(r.downtime));
+}
+
+/** The banners: CentrePoint cannot reach cpwatch; the URL changed and the portal must be told. */
+function reachAlerts(r) {
+  const alerts = [];
+  const reach = r.reachability;
+  if (reach && reach.state === 'unreachable') {
+    alerts.push(h('div', { class: 'warning warning-critical', role: 'alert', testid: 'unreachable-warning' },
+      h('strong', null, 'CentrePoint cannot reach cpwatch'), reach.since ? [' since ', time(reach.since)] : null, ': ',
+      reach.reason || 'the public URL does not answer', '. Deliveries will be retried for 48 h; fix the tunnel and they arrive then.'));
+  }
+  if (r.url_change) {
+    alerts.push(h('div', { class: 'warning', role: 'alert', testid: 'url-change-banner' },
+      h('p', null, h('strong', null, 'Your webhook URL is now '), h('code', { class: 'break' }, r.url_change.url), '.'),
+      h('p', null, 'In the CentrePoint portal, set the webhook\'s target URL to this URL and press Validate:'),
+      copyable(r.url_change.url, 'new-webhook-url'),
+      r.url_change.previous ? h('p', { class: 'muted' }, 'It was ', h('code', { class: 'break' }, r.url_change.previous), '.') : null));
+  }
+  return alerts;
+}
+
+function reachText(reach) {
+  if (!reach) return h('span', { class: 'muted' }, 'unknown');
+  const checked = reach.checked_at ? h('span', { class: 'muted' }, ' · probed ', time(reach.checked_at, { relative: true })) : null;
+  if (reach.state === 'reachable') return h('span', null, h('span', { class: 'reach-ok' }, 'yes'), reach.since ? [' since ', time(reach.since, { relative: true })] : null, checked);
+  if (reach.state === 'unreachable') return h('span', null, h('span', { class: 'count-warn' }, 'no'), ': ', reach.reason || '', checked);
+  return h('span', { class: 'muted' }, 'unknown', reach.reason ? `: ${reach.reason}` : '');
+}
+
+function tunnelText(t) {
+  const what = t.running ? `${t.kind} running${t.pid ? ` (pid ${t.pid})` : ''}` : `${t.kind} not running`;
+  return h('span', null, what, t.restarts ? ` · restarted ${plural(t.restarts, 'time')}` : '',
+    t.problem ? h('span', { class: 'count-warn', testid: 'tunnel-problem' }, ` · ${t.problem}`) : null);
+}
+
+/** Outages, newest first, each with what it means for CentrePoint's retries. */
+function downtimeList(downtime) {
+  if (!downtime || !downtime.length) return null;
+  return h('section', { class: 'downtime', testid: 'downtime', 'aria-labelledby': 'downtime-title' },
+    h('h3', { id: 'downtime-title' }, 'Downtime'),
+    h('p', { class: 'muted' }, downtime[0].advice),
+    h('ul', { class: 'downtime-list' }, downtime.slice(0, 8).map((d) => h('li', { title: d.advice },
+      time(d.from), ' – ', d.to ? time(d.to) : h('strong', null, 'now'), d.to ? ` (${duration((Date.parse(d.to) - Date.parse(d.from)) / 1000)})` : '', ': ', d.reason))));
 }
 
 /** What the desktop shell reports about itself (free-form): `key: value` pairs as text. */
