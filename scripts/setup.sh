@@ -6,8 +6,10 @@
 #   desktop  the libraries the Tauri desktop app builds against
 #   e2e      what the end-to-end tests drive: Xvfb, a D-Bus session, the dunst
 #            notification daemon, a StatusNotifierWatcher, ImageMagick for
-#            screenshots, Chromium and its WebDriver, and mount, mkfs.ext4, e2fsck
-#            and chattr for the storage-fault tests
+#            screenshots, Chromium and its WebDriver, mount, mkfs.ext4, e2fsck
+#            and chattr for the storage-fault tests, nginx and openssl for the
+#            reachability tests' TLS proxy (the tunnel's stand-in), and python3
+#            for the suites and scripts that run it
 #   lint     rustfmt and clippy (rustup components), for the checks scripts/test.sh runs
 set -euo pipefail
 
@@ -18,7 +20,7 @@ cpwatch_packages() {
       base) echo build-essential pkg-config ca-certificates curl ;;
       desktop) echo libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev ;;
       lint) ;;
-      e2e) echo xvfb xauth dbus dbus-x11 dunst libnotify-bin haskell-status-notifier-item-utils imagemagick chromium chromium-driver mount e2fsprogs ;;
+      e2e) echo xvfb xauth dbus dbus-x11 dunst libnotify-bin haskell-status-notifier-item-utils imagemagick chromium chromium-driver mount e2fsprogs nginx openssl python3 ;;
       *) echo "setup: unknown package group $group" >&2; return 1 ;;
     esac
   done

@@ -277,7 +277,8 @@ impl Monitor {
                 Some(url) => {
                     tracing::info!("public URL {}: {}", url.source.describe(), url.url);
                     self.tracker.reset("not probed yet");
-                    self.probe_now();
+                    // Not `probe_now`: that looks at the URL known so far, none on a first find.
+                    self.next_probe = Some(Instant::now());
                 }
                 None => {
                     tracing::warn!("no public URL is known any more: CentrePoint cannot reach cpwatch until a tunnel is back");
@@ -287,6 +288,8 @@ impl Monitor {
                     self.next_probe = None;
                 }
             }
+            // The old URL's state is not the new one's.
+            self.status.reachability = self.tracker.current.clone();
         }
         self.status.public_url = found;
         if changed || source_changed {

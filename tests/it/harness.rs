@@ -12,7 +12,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Timelike as _, Utc};
@@ -29,6 +29,8 @@ use tempfile::TempDir;
 pub const BIN: &str = env!("CARGO_BIN_EXE_cpwatch");
 /// The line `cpwatch serve` prints once it listens, followed by the webhook URL.
 const READY: &str = "cpwatch is receiving CentrePoint deliveries at ";
+/// The banner's line after it, followed by the dashboard's URL.
+const DASHBOARD: &str = "dashboard: ";
 /// Deadlines that turn a hang into a failure. Generous: the machine is shared.
 pub const START_DEADLINE: Duration = Duration::from_secs(60);
 pub const EXIT_DEADLINE: Duration = Duration::from_secs(60);
@@ -106,24 +108,34 @@ impl DataDir {
             child: Some(child),
             url: String::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dashboard: String::new(),
+            stdout: Arc::default(),
             log,
         };
         let (lines_tx, lines) = mpsc::channel();
+        let kept = server.stdout.clone();
         // Reads stdout for the whole life of the process so that it never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                kept.lock().unwrap_or_else(PoisonError::into_inner).push(line.clone());
                 let _ = lines_tx.send(line);
             }
         });
         let deadline = Instant::now() + START_DEADLINE;
         let mut seen = Vec::new();
-        let url = loop {
+        let mut url = None;
+        // The banner names the receiver first, then the dashboard.
+        let dashboard = loop {
             match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => match line.strip_prefix(READY) {
-                    Some(url) => break url.trim().to_string(),
-                    None => seen.push(line),
-                },
+                Ok(line) => {
+                    if let Some(ready) = line.strip_prefix(READY) {
+                        url = Some(ready.trim().to_string());
+                    } else if let (Some(_), Some(dashboard)) = (&url, line.strip_prefix(DASHBOARD)) {
+                        break dashboard.trim().trim_end_matches('/').to_string();
+                    }
+                    seen.push(line);
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => panic!(
                     "cpwatch serve printed no ready line in {START_DEADLINE:?}; stdout: {seen:?}; log:\n{}",
                     server.log()
@@ -138,14 +150,20 @@ impl DataDir {
                 }
             }
         };
+        let url = url.expect("the ready line came before the dashboard's");
         let addr = url
             .strip_prefix("http://")
             .and_then(|rest| rest.strip_suffix("/webhook"))
             .and_then(|host| host.parse::<SocketAddr>().ok())
             .unwrap_or_else(|| panic!("the ready line's URL {url:?} is not http://127.0.0.1:PORT/webhook"));
         assert!(addr.ip().is_loopback() && addr.port() != 0, "the receiver listens where asked: {url}");
+        assert!(
+            dashboard.starts_with("http://127.0.0.1:") && !dashboard.ends_with(":0"),
+            "the dashboard listens on a loopback port of its own: {dashboard}"
+        );
         server.url = url;
         server.addr = addr;
+        server.dashboard = dashboard;
         server
     }
 
@@ -443,6 +461,10 @@ pub struct Server {
     /// `http://127.0.0.1:PORT/webhook`, as the ready line gave it.
     pub url: String,
     pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT` (no trailing slash), as the banner gave it.
+    pub dashboard: String,
+    /// Every line printed on stdout so far: the banner, then anything after it.
+    stdout: Arc<Mutex<Vec<String>>>,
     log: PathBuf,
 }
 
@@ -454,6 +476,11 @@ impl Server {
     /// `http://127.0.0.1:PORT` followed by `path`.
     pub fn at(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// What the server has printed on stdout so far (the banner first).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap_or_else(PoisonError::into_inner).join("\n")
     }
 
     /// What the server has logged so far (its stderr).

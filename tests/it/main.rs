@@ -20,6 +20,7 @@ mod fixtures;
 mod fuzz_props;
 mod hostile_input;
 mod notify;
+mod reachability;
 mod receiver;
 mod retry_storm;
 mod signature;
