@@ -198,7 +198,7 @@ impl Receiver {
             None if self.config.tunnel.is_some() => text.push_str(
                 "public URL: from the tunnel cpwatch runs, shown on the dashboard and by `cpwatch status` once it is up\n",
             ),
-            None if self.first_start => text.push_str(&first_start_guide(&url, self.local_addr().port())),
+            None if self.first_start => text.push_str(&first_start_guide(&url, self.local_addr().port(), &self.config.webhook_path)),
             None => {}
         }
         if let Some(gap) = &self.gap {
@@ -319,12 +319,14 @@ pub async fn shutdown_signal() {
 }
 
 /// How to get from a first start to CentrePoint's first delivery.
-fn first_start_guide(url: &str, port: u16) -> String {
+fn first_start_guide(url: &str, port: u16, path: &str) -> String {
     format!(
         "\nFirst start. CentrePoint only posts to public HTTPS URLs, so expose this receiver with a tunnel:\n  \
-         ngrok http {port}                                # then use https://<id>.ngrok.app/webhook\n  \
-         cloudflared tunnel --url http://127.0.0.1:{port}  # then use https://<name>.trycloudflare.com/webhook\n\
-         In the CentrePoint portal, set the webhook's target URL to that public URL, choose a signing passcode,\n\
+         cpwatch serve --tunnel cloudflared               # cpwatch runs one for you, and finds its URL\n  \
+         ngrok http {port}                                # or run one yourself: cpwatch finds its URL too\n  \
+         cloudflared tunnel --url http://127.0.0.1:{port}\n\
+         The webhook URL (the tunnel's URL and {path}) is then shown by `cpwatch status` and on the dashboard.\n\
+         In the CentrePoint portal, set the webhook's target URL to it, choose a signing passcode,\n\
          and give cpwatch the same passcode: cpwatch webhooks add <webhook id> --auth passcode\n\
          Then press Validate in the portal. Test locally now with: cpwatch send {url}\n\n"
     )

@@ -24,6 +24,7 @@ use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
 
 use crate::harness;
+use crate::tls_proxy::{self, TlsProxy};
 
 const APP: &str = env!("CARGO_BIN_EXE_cpwatch-desktop");
 
@@ -1108,4 +1109,132 @@ fn without_a_notification_server_or_a_session_bus_the_app_still_receives_and_say
         let status = app.wait_exit();
         assert!(status.success(), "{session:?}: SIGTERM stops it cleanly: {status}");
     }
+}
+
+/// The tunnel fails and comes back: a real TLS reverse proxy (nginx, with a CA the test
+/// makes) stands in for it in front of the app's receiver, which probes it every second.
+/// A person is told at once, critically, that CentrePoint cannot reach cpwatch, sees it
+/// in the tray, and is told when it can again; the new URL comes with the portal steps.
+#[test]
+fn the_desktop_app_tells_when_centrepoint_cannot_reach_it_and_when_it_can_again() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let desktop = Desktop::start(Session::Full);
+    let data = prepare_data(desktop.dir.path());
+    let mut proxy = TlsProxy::new();
+    let listen = tls_proxy::free_port();
+    proxy.set_upstream(listen);
+    let origin = proxy.origin();
+    let public = format!("{origin}/webhook");
+    let seen = desktop.last_notification_id();
+    let listen_addr = PathBuf::from(format!("127.0.0.1:{listen}"));
+    let app = desktop.launch_with(
+        &data,
+        &["--hidden"],
+        &[
+            ("CPWATCH_LISTEN", &listen_addr),
+            ("CPWATCH_PUBLIC_URL", Path::new(&origin)),
+            ("CPWATCH_EXTRA_CA_FILE", &proxy.ca_pem_path),
+            ("CPWATCH_PROBE_INTERVAL_SECS", Path::new("1")),
+        ],
+    );
+    let mut app = app;
+    let (_, dashboard, _) = app.urls();
+    let item = desktop.tray_item();
+
+    // Reachable through the proxy; the URL was never validated at, so the portal steps.
+    eventually("the dashboard shows the receiver reachable", || {
+        Some(api(&dashboard, "overview")).filter(|o| o["receiver"]["reachability"]["state"] == "reachable")
+    });
+    let got = desktop.wait_for_notifications(seen, 1);
+    let steps = got.iter().find(|n| n.summary == "New webhook URL: tell the CentrePoint portal");
+    let steps = steps.unwrap_or_else(|| panic!("the new URL is told: {got:#?}"));
+    assert!(steps.body.contains(&format!("set the target URL to {public} and press Validate")), "{steps:?}");
+    assert!(got.iter().all(|n| n.urgency != "critical"), "nothing is wrong yet, nothing critical: {got:#?}");
+    let seen = got.last().map_or(seen, |n| n.id);
+    let reachable_icon = desktop.item_property(&item, "IconPixmap");
+    let tooltip = desktop.tooltip(&item);
+    assert!(tooltip.contains(&format!("New webhook URL {public}")), "the tray says it too: {tooltip:?}");
+
+    // The tunnel dies: told at once, critically, with the reason; the tray shows it.
+    proxy.stop();
+    let got = desktop.wait_for_notifications(seen, 1);
+    let down = &got[0];
+    assert_eq!(down.summary, "CentrePoint cannot reach cpwatch", "{got:#?}");
+    assert_eq!(down.urgency, "critical", "{down:?}");
+    assert!(down.body.starts_with("CentrePoint cannot reach cpwatch since "), "{down:?}");
+    assert!(down.body.contains("refuses connections"), "with the reason: {down:?}");
+    assert!(down.body.ends_with("Deliveries will be retried for 48 h."), "{down:?}");
+    let seen = got.last().map_or(seen, |n| n.id);
+    let tooltip = eventually("the tray shows it cannot be reached", || {
+        Some(desktop.tooltip(&item)).filter(|t| t.starts_with("cpwatch: CentrePoint cannot reach cpwatch: "))
+    });
+    assert!(tooltip.contains("refuses connections"), "the reason is in the tooltip: {tooltip:?}");
+    assert_ne!(desktop.item_property(&item, "IconPixmap"), reachable_icon, "the icon's look changes");
+
+    // Back: told once, normally; the tray is all good again.
+    proxy.restart();
+    let got = desktop.wait_for_notifications(seen, 1);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].summary, "CentrePoint can reach cpwatch again");
+    assert_eq!(got[0].urgency, "normal");
+    eventually("the tray is all good again", || {
+        Some(desktop.tooltip(&item)).filter(|t| t.starts_with("cpwatch: all good"))
+    });
+    assert_eq!(desktop.item_property(&item, "IconPixmap"), reachable_icon);
+
+    // Copy webhook URL gives the public URL, the one to enter in the portal.
+    let menu = desktop.menu_path(&item);
+    let x = desktop.x();
+    desktop.click(&item, &menu, "Copy webhook URL");
+    app.logged(&format!("copied the webhook URL {public}"));
+    eventually("the public URL can be pasted", || x.clipboard().filter(|p| *p == public));
+
+    desktop.click(&item, &menu, "Quit cpwatch");
+    assert!(app.wait_exit().success(), "Quit exits with 0");
+}
+
+/// Probing costs nothing between probes: with the interval longer than the measurement,
+/// the idle app (window never opened) is measured as the main test measures it. Measured,
+/// never asserted; what is asserted is that no probe ran in between.
+#[test]
+fn the_idle_desktop_app_does_no_work_between_probes() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let desktop = Desktop::start(Session::Full);
+    let data = prepare_data(desktop.dir.path());
+    let mut proxy = TlsProxy::new();
+    let listen = tls_proxy::free_port();
+    proxy.set_upstream(listen);
+    let listen_addr = PathBuf::from(format!("127.0.0.1:{listen}"));
+    let window = Duration::from_secs(30);
+    let mut app = desktop.launch_with(
+        &data,
+        &["--hidden"],
+        &[
+            ("CPWATCH_LISTEN", &listen_addr),
+            ("CPWATCH_PUBLIC_URL", Path::new(&proxy.origin())),
+            ("CPWATCH_EXTRA_CA_FILE", &proxy.ca_pem_path),
+            ("CPWATCH_PROBE_INTERVAL_SECS", Path::new("3600")),
+        ],
+    );
+    let (_, dashboard, _) = app.urls();
+    let probed = eventually("the first probe says reachable", || {
+        Some(api(&dashboard, "overview"))
+            .filter(|o| o["receiver"]["reachability"]["state"] == "reachable")
+            .map(|o| o["receiver"]["reachability"]["checked_at"].clone())
+    });
+    // Let the start settle (the tray, the notifications of the start) before measuring.
+    std::thread::sleep(Duration::from_secs(3));
+    let before: u64 = family(app.pid()).iter().map(|p| cpu_ticks(*p)).sum();
+    std::thread::sleep(window);
+    let ticks: u64 = family(app.pid()).iter().map(|p| cpu_ticks(*p)).sum::<u64>() - before;
+    report(&format!(
+        "desktop e2e: measure: CPU while idle between probes (interval 3600 s), window never opened: \
+         {ticks} ticks of 1/100 s in {} s",
+        window.as_secs()
+    ));
+    let overview = api(&dashboard, "overview");
+    assert_eq!(overview["receiver"]["reachability"]["checked_at"], probed, "no probe in between: {overview}");
+    assert!(app.running());
+    kill_term(app.pid());
+    assert!(app.wait_exit().success());
 }

@@ -10,5 +10,9 @@
 
 mod harness;
 
+// The nginx TLS proxy that stands in for a tunnel, shared with the core's reachability suite.
+#[path = "../../../tests/common/tls_proxy.rs"]
+mod tls_proxy;
+
 mod desktop;
 mod shell;
