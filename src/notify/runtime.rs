@@ -786,4 +786,48 @@ mod tests {
         running.next_view().await;
         assert!(running.stop().await.is_empty());
     }
+
+    fn unreachable() -> ReachStatus {
+        let mut status = ReachStatus::initial(300, t0());
+        status.public_url =
+            Some(crate::reach::PublicUrl::new("https://a.trycloudflare.com", "/webhook", crate::reach::Source::Cloudflared));
+        status.reachability = crate::reach::Reachability {
+            state: crate::reach::State::Unreachable,
+            since: Some(t0()),
+            reason: Some("a.trycloudflare.com refuses connections".into()),
+            cause: Some(crate::reach::Cause::ConnectionRefused),
+            checked_at: Some(t0()),
+        };
+        status
+    }
+
+    #[test]
+    fn unreachable_is_told_in_quiet_hours_held_by_a_pause_and_shown_in_the_tray() {
+        let mut snapshot = fresh(30);
+        // Quiet all day: only what breaks through them is told.
+        snapshot.prefs.notifications.quiet_hours = Some(settings::QuietHours {
+            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).expect("a time"),
+            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).expect("a time"),
+        });
+        let mut state = State::new(t0());
+        state.reach = Some(unreachable());
+        let woken = wake(&mut state, &snapshot, &[], t0());
+        assert_eq!(titles(&woken), ["CentrePoint cannot reach cpwatch"], "past quiet hours");
+        assert_eq!(woken.view.model.look, Look::NotListening, "the tray looks as when not listening");
+        assert!(
+            woken.view.model.tooltip.starts_with("cpwatch: CentrePoint cannot reach cpwatch: a.trycloudflare.com refuses"),
+            "{}",
+            woken.view.model.tooltip
+        );
+        assert!(wake(&mut state, &snapshot, &[], t0() + secs(1)).notices.is_empty(), "told once");
+
+        // A pause holds the recovery back; its end tells how things stand then.
+        let mut state = State::new(t0());
+        state.apply(Control::Pause(t0() + Duration::hours(1)), t0());
+        state.reach = Some(unreachable());
+        assert!(wake(&mut state, &snapshot, &[], t0()).notices.is_empty(), "held by the pause");
+        let over = wake(&mut state, &snapshot, &[], t0() + Duration::hours(1));
+        assert_eq!(titles(&over), ["CentrePoint cannot reach cpwatch"], "told when the pause ends");
+    }
+
 }

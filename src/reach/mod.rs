@@ -98,6 +98,8 @@ pub enum Cause {
     ConnectionRefused,
     HttpStatus,
     AnotherReceiver,
+    /// The tunnel that gave the URL no longer reports one: it ended.
+    TunnelGone,
     Other,
 }
 

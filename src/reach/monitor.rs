@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::discover;
 use super::probe::{self, Change, ProbeKey, Tracker};
 use super::tunnel::{Tunnel, UrlSource};
-use super::{PublicUrl, ReachStatus, Reachability, Source, State, UrlChange, Validation};
+use super::{Cause, PublicUrl, ReachStatus, Reachability, Source, State, UrlChange, Validation};
 use crate::store::uptime::{self, Downtime, OutageKind};
 use crate::store::{settings, status, LiveEvent, ReadPool};
 
@@ -126,6 +126,8 @@ impl Monitor {
     async fn run(mut self, poke: Arc<Notify>, mut stopping: watch::Receiver<bool>) {
         self.restore().await;
         self.discover().await;
+        // What the previous run kept must not stand for this one, even if nothing was found.
+        self.keep().await;
         let mut next_discovery = Instant::now() + self.setup.discovery_interval;
         let mut next_clock = Instant::now() + CLOCK_CHECK;
         let mut tunnel_changes = self.setup.tunnel.as_ref().map(Tunnel::changes);
@@ -263,8 +265,27 @@ impl Monitor {
     }
 
     async fn discover(&mut self) {
-        let found = self.find().await;
+        let mut found = self.find().await;
         let now = Utc::now();
+        // A tunnel's URL that disappears is a tunnel that ended, and CentrePoint still
+        // posts to that URL: keep it, and count it as a failed probe.
+        if let (None, Some(known)) = (&found, &self.status.public_url) {
+            if known.source != Source::Config {
+                let failure = probe::Failure {
+                    cause: Cause::TunnelGone,
+                    reason: format!(
+                        "the tunnel has ended: {} no longer gives a public URL",
+                        match known.source {
+                            Source::Managed => "the tunnel cpwatch runs",
+                            Source::Ngrok => "the ngrok agent",
+                            _ => "cloudflared",
+                        }
+                    ),
+                };
+                found = Some(known.clone());
+                self.observe(Err(failure), now).await;
+            }
+        }
         let current = self.status.public_url.as_ref().map(|p| p.url.clone());
         let changed = found.as_ref().map(|p| &p.url) != current.as_ref();
         let source_changed =
@@ -359,10 +380,21 @@ impl Monitor {
         if let Err(failure) = &outcome {
             tracing::debug!("probe of {} failed: {}", url.origin(), failure.reason);
         }
-        let change = self.tracker.observe(outcome, now);
-        self.status.reachability = self.tracker.current.clone();
         let interval = self.setup.probe_interval;
         self.next_probe = Some(Instant::now() + if failed { interval.min(CONFIRM_AFTER) } else { interval });
+        self.observe(outcome, now).await;
+        self.publish().await;
+        if failed {
+            // A failure may be a tunnel that moved: look for its new URL at once.
+            self.discover().await;
+        }
+    }
+
+    /// A probe's outcome (or a tunnel gone): the state, the log, and the outage it opens or ends.
+    async fn observe(&mut self, outcome: Result<(), probe::Failure>, now: DateTime<Utc>) {
+        let Some(url) = self.status.public_url.clone() else { return };
+        let change = self.tracker.observe(outcome, now);
+        self.status.reachability = self.tracker.current.clone();
         match change {
             Some(Change::BecameUnreachable) => {
                 let reason = self.status.reachability.reason.clone().unwrap_or_default();
@@ -384,11 +416,6 @@ impl Monitor {
                     tracing::warn!("cannot record the end of the outage: {e}");
                 }
             }
-        }
-        self.publish().await;
-        if failed {
-            // A failure may be a tunnel that moved: look for its new URL at once.
-            self.discover().await;
         }
     }
 
@@ -435,10 +462,15 @@ impl Monitor {
             return;
         }
         self.status.updated_at = Utc::now();
+        self.keep().await;
+        self.tx.send_replace(self.status.clone());
+    }
+
+    /// Keeps the state in the store, for `cpwatch status` in another process.
+    async fn keep(&self) {
         let kept = serde_json::to_value(&self.status).unwrap_or_default();
         if let Err(e) = self.setup.pool.run(move |conn| Ok(settings::set_reach_status(conn, &kept)?)).await {
             tracing::warn!("cannot keep the reachability for `cpwatch status`: {e}");
         }
-        self.tx.send_replace(self.status.clone());
     }
 }
