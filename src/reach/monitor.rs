@@ -399,12 +399,16 @@ impl Monitor {
             Some(Change::BecameUnreachable) => {
                 let reason = self.status.reachability.reason.clone().unwrap_or_default();
                 tracing::error!("CentrePoint cannot reach cpwatch at {}: {reason}", url.url);
-                let from = self.status.reachability.since.unwrap_or(now);
-                let outage = Downtime { from, to: None, kind: OutageKind::Unreachable, reason };
-                let recorded = self.setup.pool.run(move |conn| Ok(uptime::record(conn, &outage)?)).await;
-                match recorded {
-                    Ok(id) => self.open_outage = Some(id),
-                    Err(e) => tracing::warn!("cannot record the outage: {e}"),
+                // A new URL starts the tracker afresh, but when it fails too CentrePoint has
+                // not reached cpwatch in between: the open period goes on, not a second one.
+                if self.open_outage.is_none() {
+                    let from = self.status.reachability.since.unwrap_or(now);
+                    let outage = Downtime { from, to: None, kind: OutageKind::Unreachable, reason };
+                    let recorded = self.setup.pool.run(move |conn| Ok(uptime::record(conn, &outage)?)).await;
+                    match recorded {
+                        Ok(id) => self.open_outage = Some(id),
+                        Err(e) => tracing::warn!("cannot record the outage: {e}"),
+                    }
                 }
             }
             Some(Change::Recovered) => tracing::info!("CentrePoint can reach cpwatch again at {}", url.url),

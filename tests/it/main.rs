@@ -16,6 +16,7 @@ mod harness;
 mod crash;
 mod dashboard_api;
 mod dashboard_browser;
+mod discovery;
 mod fixtures;
 mod fuzz_props;
 mod hostile_input;

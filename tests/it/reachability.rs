@@ -23,7 +23,7 @@ use crate::harness::{run_to_exit, DataDir, Delivery, Server, EXIT_DEADLINE, STAR
 
 /// How long a reachability state may take to show. Generous: two failed probes a second
 /// apart are enough, but the machine is shared and nginx restarts in between.
-const REACH_DEADLINE: Duration = Duration::from_secs(90);
+pub(crate) const REACH_DEADLINE: Duration = Duration::from_secs(90);
 /// Between two looks at `cpwatch status` or the API: each look starts a process or a
 /// request, so not in a tight loop.
 const POLL: Duration = Duration::from_millis(250);
@@ -45,14 +45,14 @@ fn require(program: &str) -> PathBuf {
 }
 
 /// A loopback port nothing listens on at the moment.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
     listener.local_addr().expect("the bound address").port()
 }
 
 /// Runs an async block (a reqwest call) to its end on a runtime of its own, so that the
 /// tests stay plain blocking code like the harness they use.
-fn block_on<T>(future: impl Future<Output = T>) -> T {
+pub(crate) fn block_on<T>(future: impl Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -62,7 +62,7 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
 
 /// An HTTP client that never goes through a proxy from the environment and, given a
 /// CA, trusts it besides the system's store.
-fn client(ca: Option<&Path>) -> reqwest::Client {
+pub(crate) fn client(ca: Option<&Path>) -> reqwest::Client {
     let mut builder = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30));
     if let Some(ca) = ca {
         let pem = std::fs::read(ca).unwrap_or_else(|e| panic!("read the test CA {}: {e}", ca.display()));
@@ -74,7 +74,11 @@ fn client(ca: Option<&Path>) -> reqwest::Client {
 
 /// Polls `look` until it returns something; fails the test after `deadline`, showing
 /// the last thing seen.
-fn eventually<T>(what: &str, deadline: Duration, mut look: impl FnMut() -> Result<T, String>) -> T {
+pub(crate) fn eventually<T>(
+    what: &str,
+    deadline: Duration,
+    mut look: impl FnMut() -> Result<T, String>,
+) -> T {
     let until = Instant::now() + deadline;
     loop {
         match look() {
@@ -285,13 +289,13 @@ fn behind(proxy: &TlsProxy, trust_test_ca: bool) -> DataDir {
 }
 
 /// `cpwatch status --json`, run beside the server on its data directory.
-fn status(dir: &DataDir) -> Value {
+pub(crate) fn status(dir: &DataDir) -> Value {
     let out = dir.run_ok(&["status", "--json"], &[]);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json is JSON ({e}): {out}"))
 }
 
 /// The dashboard's overview's `receiver` object.
-fn overview(server: &Server) -> Value {
+pub(crate) fn overview(server: &Server) -> Value {
     let url = format!("{}/api/overview", server.dashboard);
     let (code, body) = block_on(async {
         let response = client(None).get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));

@@ -28,7 +28,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// new random hostname each run. `--standin-ignore-term` makes it ignore SIGTERM;
 /// `--standin-exit-after SECS` makes it exit with status 1 by itself; a file named `die`
 /// beside it makes it remove the file and exit with status 1.
-const CLOUDFLARED: &str = r#"#!/usr/bin/env python3
+pub(crate) const CLOUDFLARED: &str = r#"#!/usr/bin/env python3
 import http.server, json, os, random, signal, sys, threading, time
 
 args = sys.argv[1:]
@@ -152,13 +152,13 @@ while True:
 "#;
 
 /// A temp dir holding a stand-in under the real program's name.
-struct StandIn {
+pub(crate) struct StandIn {
     dir: TempDir,
-    program: PathBuf,
+    pub(crate) program: PathBuf,
 }
 
 impl StandIn {
-    fn new(name: &str, script: &str) -> StandIn {
+    pub(crate) fn new(name: &str, script: &str) -> StandIn {
         let dir = tempfile::Builder::new().prefix("cpwatch-tunnel-").tempdir().expect("create a temp dir");
         let program = dir.path().join(name);
         std::fs::write(&program, script).expect("write the stand-in");
@@ -221,7 +221,7 @@ async fn stop(tunnel: &Tunnel) {
     tokio::time::timeout(DEADLINE, tunnel.stop()).await.expect("the tunnel stops within the deadline");
 }
 
-fn process_exists(pid: u32) -> bool {
+pub(crate) fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
