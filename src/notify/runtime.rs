@@ -789,8 +789,11 @@ mod tests {
 
     fn unreachable() -> ReachStatus {
         let mut status = ReachStatus::initial(300, t0());
-        status.public_url =
-            Some(crate::reach::PublicUrl::new("https://a.trycloudflare.com", "/webhook", crate::reach::Source::Cloudflared));
+        status.public_url = Some(crate::reach::PublicUrl::new(
+            "https://a.trycloudflare.com",
+            "/webhook",
+            crate::reach::Source::Cloudflared,
+        ));
         status.reachability = crate::reach::Reachability {
             state: crate::reach::State::Unreachable,
             since: Some(t0()),
@@ -815,7 +818,11 @@ mod tests {
         assert_eq!(titles(&woken), ["CentrePoint cannot reach cpwatch"], "past quiet hours");
         assert_eq!(woken.view.model.look, Look::NotListening, "the tray looks as when not listening");
         assert!(
-            woken.view.model.tooltip.starts_with("cpwatch: CentrePoint cannot reach cpwatch: a.trycloudflare.com refuses"),
+            woken
+                .view
+                .model
+                .tooltip
+                .starts_with("cpwatch: CentrePoint cannot reach cpwatch: a.trycloudflare.com refuses"),
             "{}",
             woken.view.model.tooltip
         );
@@ -829,5 +836,4 @@ mod tests {
         let over = wake(&mut state, &snapshot, &[], t0() + Duration::hours(1));
         assert_eq!(titles(&over), ["CentrePoint cannot reach cpwatch"], "told when the pause ends");
     }
-
 }

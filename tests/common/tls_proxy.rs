@@ -79,7 +79,7 @@ fn run_to_exit(mut cmd: Command, what: &str) -> Output {
 pub struct TlsProxy {
     dir: TempDir,
     /// Where it listens (`https://localhost:PORT`), the same across restarts.
-    port: u16,
+    pub port: u16,
     upstream: u16,
     /// The CA that signed the proxy's certificate, which no system store trusts.
     pub ca_pem_path: PathBuf,

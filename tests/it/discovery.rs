@@ -217,24 +217,22 @@ fn the_ngrok_agents_https_tunnel_for_this_port_is_the_public_url_and_a_new_one_i
     assert_eq!(api["public_url"], moved, "the dashboard agrees with status: {api}");
     assert_announced(&api, second, Some(first));
 
-    // An agent that answers with what is no tunnel list.
+    // An agent that answers with what is no tunnel list: no new URL, and the one known
+    // is kept (CentrePoint still posts there), not announced again when it comes back.
     agent.answer_with(r#"{"tunnels": ["#.into());
-    let seen = wait_for(
-        "status --json to drop the URL the agent no longer gives",
-        || status(&dir),
-        |s| s["public_url"].is_null(),
-    );
-    assert_eq!(seen["reachability"]["state"], "unknown", "no URL, nothing to probe: {seen}");
-    assert_eq!(seen["url_change"], Value::Null, "no banner for a URL that is not known: {seen}");
-    assert_eq!(overview(&server)["public_url"], Value::Null, "the dashboard agrees");
-    assert_eq!(healthz(&server), (200, "ok\n".to_string()), "the receiver keeps running");
     let asked = format!("http://{}/api/tunnels gave an answer cpwatch cannot use", agent.addr);
-    let log = server.log();
-    assert!(log.contains(&asked), "the log names the URL asked and says its answer is unusable:\n{log}");
+    wait_for(
+        "the log to name the URL asked",
+        || Value::String(server.log()),
+        |log| log.as_str().is_some_and(|l| l.contains(&asked)),
+    );
+    let seen = status(&dir);
+    assert_eq!(seen["public_url"], moved, "the known URL is kept: {seen}");
+    assert_eq!(healthz(&server), (200, "ok\n".to_string()), "the receiver keeps running");
 
     agent.answer_with(ngrok_tunnels("second-words.ngrok-free.app", port));
-    let seen = wait_for("the URL to be found again", || status(&dir), |s| s["public_url"] == moved);
-    assert_eq!(seen["url_change"]["url"], second, "still to be entered in the portal: {seen}");
+    let seen = wait_for("the agent to answer again", || status(&dir), |s| s["public_url"] == moved);
+    assert_announced(&seen, second, Some(first));
 }
 
 #[test]
@@ -258,10 +256,33 @@ fn a_cloudflared_quick_tunnel_hostname_is_the_public_url_and_an_empty_one_is_non
     assert_announced(&seen, "https://amber-basin-cedar.trycloudflare.com/webhook", None);
     wait_for("the overview to name the quick tunnel", || overview(&server), |s| s["public_url"] == found);
 
-    // What cloudflared answers when it runs a named tunnel, whose hostname it does not know.
+    // A quick tunnel's hostname is fixed for the life of its process; one that goes away
+    // is a tunnel that ended, and CentrePoint still posts to it: the URL is kept, and the
+    // receiver is not reachable.
     metrics.answer_with(json!({"hostname": ""}).to_string());
-    wait_for("status --json: no URL from an empty hostname", || status(&dir), |s| s["public_url"].is_null());
-    wait_for("the overview: no URL either", || overview(&server), |s| s["public_url"].is_null());
+    let seen = wait_for(
+        "status --json: the tunnel has ended",
+        || status(&dir),
+        |s| s["reachability"]["state"] == "unreachable",
+    );
+    assert_eq!(seen["public_url"], found, "the URL CentrePoint has is kept: {seen}");
+    drop(server);
+
+    // What cloudflared answers when it runs a named tunnel, whose hostname it does not know.
+    let named = FakeApi::start(&rt, "/quicktunnel", json!({"hostname": ""}).to_string());
+    let dir = DataDir::with_config(&format!(
+        "ngrok_web_addr = \"{}\"\ncloudflared_metrics = \"{}\"\ndiscovery_interval_secs = 1\nprobe_interval_secs = 1\n",
+        nobody(),
+        named.addr
+    ));
+    let server = dir.serve();
+    let seen = wait_for(
+        "status --json to be written by this receiver",
+        || status(&dir),
+        |s| s["reachability"]["reason"].as_str().is_some_and(|r| r.contains("no public URL")),
+    );
+    assert!(seen["public_url"].is_null(), "no URL from an empty hostname: {seen}");
+    assert!(overview(&server)["public_url"].is_null(), "the dashboard agrees");
 }
 
 #[test]

@@ -12,6 +12,9 @@
 
 mod browser;
 mod harness;
+// The nginx TLS proxy that stands in for a tunnel, shared with the desktop app's tests.
+#[path = "../common/tls_proxy.rs"]
+mod tls_proxy;
 
 mod crash;
 mod dashboard_api;
