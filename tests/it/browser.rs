@@ -105,9 +105,18 @@ impl Cpwatch {
         let log = tmp.path().join("serve.log");
         let stderr = std::fs::File::create(&log).expect("create the server log");
         let mut cmd = scrubbed(&config, &data);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(stderr);
+        // Probes every second, so that the receiver card shows what a probe found without a wait.
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dashboard-listen",
+            "127.0.0.1:0",
+            "--probe-interval",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(stderr);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
         let lines = read_lines(child.stdout.take().expect("piped stdout"));
         let mut server = Cpwatch {

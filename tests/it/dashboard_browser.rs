@@ -95,6 +95,7 @@ async fn scenario(cpwatch: &Cpwatch, page: &Page) {
     a_hostile_error_message_is_shown_as_text_and_never_runs(cpwatch, page).await;
     the_overview_subjects_and_deliveries_pages_show_the_study(page).await;
     a_webhook_passcode_is_saved_but_never_shown_again(page).await;
+    a_new_public_url_shows_its_source_reachability_and_the_portal_steps(page).await;
     let live = page.text("[data-testid=live-indicator]").await.unwrap_or_default();
     let state = page.js("return document.getElementById('live').dataset.state", vec![]).await;
     assert_eq!(state, json!("connected"), "the live indicator says connected at the end ({live:?})");
@@ -522,6 +523,66 @@ async fn the_overview_subjects_and_deliveries_pages_show_the_study(page: &Page) 
     page.js("window.scrollTo(0, 0)", vec![]).await;
     page.screenshot("07-deliveries").await;
     assert_eq!(page.js(NOT_RELOADED, vec![]).await, json!(true), "moving between pages never reloads");
+}
+
+/// The receiver card: a public URL typed in Settings is shown with its source and its
+/// reachability, and since no validation arrived there, a banner gives the portal steps
+/// with the URL to copy. The URL points nowhere (`.invalid`): the card says why.
+async fn a_new_public_url_shows_its_source_reachability_and_the_portal_steps(page: &Page) {
+    let url = "https://cpwatch-test.invalid/webhook";
+    page.js("window.__cpwatchNoReload = true", vec![]).await;
+    page.click("[data-testid=nav-settings]").await;
+    page.wait_for("[data-testid=pref-public-url]", "the Settings page shows the public URL field").await;
+    // Clear of the sticky navigation bar, as a person would scroll to it.
+    page.js(
+        "const i = document.querySelector('[data-testid=pref-public-url]'); \
+         i.scrollIntoView({ block: 'center' }); i.value = ''",
+        vec![],
+    )
+    .await;
+    page.type_into("[data-testid=pref-public-url]", url).await;
+    page.js(
+        "document.querySelector('[data-testid=public-url-save]').scrollIntoView({ block: 'center' })",
+        vec![],
+    )
+    .await;
+    page.click("[data-testid=public-url-save]").await;
+    page.click("[data-testid=nav-overview]").await;
+    // The monitor's change reaches the page by the live stream, without a reload.
+    let banner = page
+        .wait(
+            "the overview's banner gives the new URL and the portal steps",
+            "const b = document.querySelector('[data-testid=url-change-banner]'); return b && b.textContent",
+            vec![],
+        )
+        .await;
+    let banner = banner.as_str().unwrap_or_default().to_string();
+    assert!(banner.contains(url) && banner.contains("press Validate"), "{banner:?}");
+    assert_eq!(page.text("[data-testid=new-webhook-url]").await.as_deref(), Some(url), "the URL to copy");
+    assert_eq!(
+        page.js("return !!document.querySelector('[data-testid=url-change-banner] button')", vec![]).await,
+        json!(true),
+        "with a Copy button"
+    );
+    assert_eq!(page.text("[data-testid=public-url]").await.as_deref(), Some(url));
+    let source = page.text("[data-testid=public-url-source]").await.unwrap_or_default();
+    assert!(source.contains("from the configuration"), "the source is shown: {source:?}");
+    let validation = page.text("[data-testid=validation-state]").await.unwrap_or_default();
+    assert!(validation.contains("not yet validated at this URL"), "{validation:?}");
+    // Probes of a name that does not resolve fail: the card says so, with the reason.
+    let reach = page
+        .wait(
+            "the card says the URL cannot be reached",
+            "const r = document.querySelector('[data-testid=reachability]'); \
+             return r && r.textContent.startsWith('Reachableno') && r.textContent",
+            vec![],
+        )
+        .await;
+    assert!(reach.as_str().is_some_and(|r| r.contains("cpwatch-test.invalid")), "with the reason: {reach}");
+    page.wait_for("[data-testid=unreachable-warning]", "and a banner says CentrePoint cannot reach cpwatch")
+        .await;
+    page.screenshot("08-unreachable").await;
+    assert_eq!(page.js(NOT_RELOADED, vec![]).await, json!(true), "all of it without a reload");
 }
 
 /// Settings: a webhook with a passcode is saved and shows "Secret set", but the passcode
