@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use tokio::sync::watch;
 use crate::config::{Config, ConfigError};
 use crate::dashboard::{self, DashboardSetup, DashboardState, DesktopLink, ReceiverInfo};
 use crate::reach::monitor::{self, MonitorSetup, ReachHandle};
-use crate::reach::probe;
 use crate::reach::tunnel::{Tunnel, TunnelSpec};
+use crate::reach::{discover, probe, PublicUrl, Source};
 use crate::receive::{self, ReceiverState, ServeOptions};
 use crate::store::uptime::{self, Downtime};
 use crate::store::{self, writer, DataDirLock, ReadPool, StoreError};
@@ -60,6 +61,7 @@ pub struct Receiver {
     reach: ReachHandle,
     monitor: tokio::task::JoinHandle<()>,
     stop: watch::Sender<bool>,
+    tunnel: Option<Arc<Tunnel>>,
     _lock: DataDirLock,
 }
 
@@ -94,14 +96,16 @@ impl Receiver {
             } else {
                 bound
             };
-            Tunnel::start(TunnelSpec {
+            Arc::new(Tunnel::start(TunnelSpec {
                 kind,
                 program: config.tunnel_program.clone(),
                 args: config.tunnel_args.clone(),
                 listen,
                 ngrok_web_addr: config.ngrok_web_addr.clone(),
-            })
+            }))
         });
+        let discovery_client =
+            discover::local_client().map_err(|e| probe::ClientError::Build(e.to_string()))?;
         let (reach, monitor) = monitor::spawn(
             MonitorSetup {
                 pool: ReadPool::new(db.clone()),
@@ -117,7 +121,8 @@ impl Receiver {
                 cloudflared_metrics: config.cloudflared_metrics_addrs(),
                 trust_forwarded_headers: config.trust_forwarded_headers,
                 live: state.writer().subscribe(),
-                tunnel,
+                tunnel: tunnel.clone(),
+                discovery_client,
             },
             stopping,
         );
@@ -136,6 +141,7 @@ impl Receiver {
             reach,
             monitor,
             stop,
+            tunnel,
             _lock: lock,
         })
     }
@@ -192,9 +198,10 @@ impl Receiver {
             self.data_dir.display()
         );
         match &self.config.public_url {
-            Some(public) => {
-                text.push_str(&format!("public URL (enter it in the CentrePoint portal): {public}\n"))
-            }
+            Some(public) => text.push_str(&format!(
+                "public URL (enter it in the CentrePoint portal): {}\n",
+                PublicUrl::new(public, &self.config.webhook_path, Source::Config).url
+            )),
             None if self.config.tunnel.is_some() => text.push_str(
                 "public URL: from the tunnel cpwatch runs, shown on the dashboard and by `cpwatch status` once it is up\n",
             ),
@@ -226,6 +233,7 @@ impl Receiver {
             reach,
             monitor,
             stop,
+            tunnel,
             _lock,
             ..
         } = self;
@@ -263,11 +271,17 @@ impl Receiver {
         let signal = async move {
             shutdown.await;
             let _ = stop.send(true);
+            // First thing: a tunnel left to the monitor could be restarted by its
+            // supervisor after Ctrl-C reached it too, or outlive a monitor busy probing.
+            if let Some(tunnel) = &tunnel {
+                tunnel.stop().await;
+            }
         };
         let (received, shown, ()) = tokio::join!(receiving, showing, signal);
-        // The monitor stops the tunnel it runs; then the run is over, cleanly.
-        if tokio::time::timeout(Duration::from_secs(10), monitor).await.is_err() {
-            tracing::warn!("the reachability monitor did not stop within 10 s");
+        // The monitor may be in a probe (15 s at most): it has nothing left to do.
+        let abort = monitor.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), monitor).await.is_err() {
+            abort.abort();
         }
         let ended = store::open(&db).and_then(|conn| Ok(uptime::stop(&conn, run, chrono::Utc::now())?));
         if let Err(e) = ended {

@@ -29,6 +29,8 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
                     "running": running.is_some(),
                     "pid": running.as_ref().and_then(|r| r.pid),
                     "url": url,
+                    // Kept as it was (a string) for scripts; `public_url` says more.
+                    "public_url": reach.public_url.as_ref().map(|p| p.url.clone()),
                 },
                 "public_url": reach.public_url,
                 "reachability": reach.reachability,

@@ -7,11 +7,13 @@
 use chrono::{DateTime, Local, Utc};
 
 use crate::notify::{Notice, Target, Urgency};
-use crate::reach::{ReachStatus, State};
+use crate::reach::{Cause, ReachStatus, State, UrlChange};
 
 /// What has been told so far.
 #[derive(Debug, Default)]
 pub struct ReachNotices {
+    /// A new URL announced before this start was told then.
+    started: Option<DateTime<Utc>>,
     /// The last state told (or taken as known): reachable or unreachable.
     told: Option<State>,
     /// When the unreachable period told began.
@@ -21,6 +23,11 @@ pub struct ReachNotices {
 }
 
 impl ReachNotices {
+    /// What is told from `started` on.
+    pub fn since(started: DateTime<Utc>) -> Self {
+        ReachNotices { started: Some(started), ..Default::default() }
+    }
+
     /// What to tell about `status`; call it only when notifications are not paused.
     pub fn observe(&mut self, status: &ReachStatus) -> Vec<Notice> {
         let mut notices = Vec::new();
@@ -41,6 +48,10 @@ impl ReachNotices {
                     count: 1,
                 });
                 self.told = Some(State::Unreachable);
+                if r.cause == Some(Cause::UrlChanged) {
+                    // The reason already gives the portal steps: one notice, not two.
+                    self.told_url = status.url_change.as_ref().map(|c| c.url.clone());
+                }
             }
             State::Reachable if self.told == Some(State::Unreachable) => {
                 let since = self.down_since.take();
@@ -65,7 +76,9 @@ impl ReachNotices {
             // period told stays told until a probe succeeds.
             State::Unreachable | State::Unknown => {}
         }
-        if let Some(change) = &status.url_change {
+        // A change announced by an earlier run was told then.
+        let new = |change: &&UrlChange| self.started.is_none_or(|started| change.at >= started);
+        if let Some(change) = status.url_change.as_ref().filter(new) {
             if self.told_url.as_deref() != Some(change.url.as_str()) {
                 self.told_url = Some(change.url.clone());
                 notices.push(Notice {
@@ -84,7 +97,7 @@ impl ReachNotices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reach::{PublicUrl, Reachability, Source, UrlChange};
+    use crate::reach::{PublicUrl, Reachability, Source};
     use chrono::TimeZone as _;
 
     fn t0() -> DateTime<Utc> {
@@ -141,5 +154,25 @@ mod tests {
         assert!(told.observe(&s).is_empty(), "once per URL");
         s.url_change = Some(UrlChange::new("https://c.trycloudflare.com/webhook", None, t0()));
         assert_eq!(told.observe(&s).len(), 1, "another new URL is told");
+
+        let mut restarted = ReachNotices::since(t0() + chrono::Duration::hours(1));
+        assert!(restarted.observe(&s).is_empty(), "a change announced by an earlier run is not told again");
+    }
+
+    #[test]
+    fn a_portal_that_still_has_the_old_url_is_one_critical_notice_with_the_steps() {
+        let mut told = ReachNotices::default();
+        let mut s = status(State::Unreachable);
+        s.reachability.cause = Some(Cause::UrlChanged);
+        s.reachability.reason = Some("the CentrePoint portal still has the old URL https://a: set the target URL to https://b and press Validate".into());
+        s.url_change = Some(UrlChange::new("https://b", Some("https://a".into()), t0()));
+        let news = told.observe(&s);
+        assert_eq!(news.len(), 1, "{news:?}");
+        assert_eq!(news[0].urgency, Urgency::Critical);
+        assert!(
+            news[0].body.contains("set the target URL to https://b and press Validate"),
+            "{}",
+            news[0].body
+        );
     }
 }

@@ -120,7 +120,7 @@ impl State {
             stall_after: Duration::minutes(prefs.stalled_after_minutes.into()),
             woke_at: since,
             reach: None,
-            reach_told: ReachNotices::default(),
+            reach_told: ReachNotices::since(since),
         }
     }
 

@@ -17,6 +17,10 @@ pub enum DiscoverError {
     Status { from: String, status: u16 },
     #[error("{from} gave an answer cpwatch cannot use: {message}")]
     Malformed { from: String, message: String },
+    /// Something listens but did not answer in time (a busy agent, a loaded machine):
+    /// not the same as a tunnel that ended.
+    #[error("{from} did not answer in time")]
+    Timeout { from: String },
 }
 
 /// Larger answers are not a tunnel list: an agent with a handful of tunnels sends a few KiB.
@@ -28,16 +32,15 @@ const CLOUDFLARED_METRICS_PORTS: std::ops::RangeInclusive<u16> = 20241..=20245;
 /// A plain-HTTP client for loopback APIs: short timeouts (connect 1 s, total 2 s), no
 /// proxy (a proxy from the environment must not see, or break, loopback requests), no
 /// redirects (a local API that redirects is not the one we mean).
-pub fn local_client() -> reqwest::Client {
+pub fn local_client() -> Result<reqwest::Client, reqwest::Error> {
+    // Plain HTTP only, so no certificate store is loaded for it.
     reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(2))
         .redirect(reqwest::redirect::Policy::none())
+        .tls_built_in_root_certs(false)
         .build()
-        // Building fails only when the TLS backend cannot start, which is also when
-        // `reqwest::Client::new()` panics: nothing a caller could recover from.
-        .expect("the HTTP client's TLS backend starts")
 }
 
 /// cloudflared's default metrics addresses: 127.0.0.1:20241 ..= 127.0.0.1:20245.
@@ -75,13 +78,17 @@ pub async fn cloudflared(
         let from = format!("http://{addr}/quicktunnel");
         match get(client, &from).await {
             Ok(None) => continue,
-            Ok(Some(body)) => {
-                return parse_quicktunnel(&body).map_err(|message| DiscoverError::Malformed { from, message })
-            }
-            Err(e @ DiscoverError::Status { .. }) => {
+            // Another program may hold one of cloudflared's default ports: an answer that
+            // is not cloudflared's is passed over, and told only if nothing later is.
+            Ok(Some(body)) => match parse_quicktunnel(&body) {
+                Ok(found) => return Ok(found),
+                Err(message) => {
+                    refused.get_or_insert(DiscoverError::Malformed { from, message });
+                }
+            },
+            Err(e) => {
                 refused.get_or_insert(e);
             }
-            Err(e) => return Err(e),
         }
     }
     refused.map_or(Ok(None), Err)
@@ -92,7 +99,8 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Option<Vec<u8>>, Dis
     let malformed = |message: String| DiscoverError::Malformed { from: url.to_string(), message };
     let mut response = match client.get(url).send().await {
         Ok(response) => response,
-        Err(e) if e.is_connect() || e.is_timeout() => return Ok(None),
+        Err(e) if e.is_connect() && !e.is_timeout() => return Ok(None),
+        Err(e) if e.is_timeout() => return Err(DiscoverError::Timeout { from: url.to_string() }),
         Err(e) => return Err(malformed(format!("no HTTP answer ({e})"))),
     };
     let status = response.status();
@@ -107,8 +115,7 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Option<Vec<u8>>, Dis
             }
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
             Ok(None) => return Ok(Some(body)),
-            // An agent that stops answering halfway is as good as no agent.
-            Err(e) if e.is_timeout() => return Ok(None),
+            Err(e) if e.is_timeout() => return Err(DiscoverError::Timeout { from: url.to_string() }),
             Err(e) => return Err(malformed(format!("the answer could not be read ({e})"))),
         }
     }

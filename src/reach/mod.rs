@@ -71,6 +71,15 @@ impl PublicUrl {
         }
     }
 
+    /// Where probes go: the URL without the webhook path when it ends with it (a proxy
+    /// that maps a path prefix to the receiver), else the origin.
+    pub fn probe_base(&self, webhook_path: &str) -> String {
+        match self.url.strip_suffix(webhook_path) {
+            Some(base) if base.len() > self.origin().len() => base.trim_end_matches('/').to_string(),
+            _ => self.origin().to_string(),
+        }
+    }
+
     /// The host (and port, when given) a delivery to this URL names in `Host`.
     pub fn authority(&self) -> &str {
         let origin = self.origin();
@@ -100,6 +109,8 @@ pub enum Cause {
     AnotherReceiver,
     /// The tunnel that gave the URL no longer reports one: it ended.
     TunnelGone,
+    /// The URL changed and the portal still has the old one.
+    UrlChanged,
     Other,
 }
 
@@ -223,6 +234,10 @@ mod tests {
         assert_eq!(typed.url, "https://lab.example.org:8443/cp/webhook", "kept as written");
         assert_eq!(typed.origin(), "https://lab.example.org:8443");
         assert_eq!(typed.authority(), "lab.example.org:8443");
+        assert_eq!(typed.probe_base("/webhook"), "https://lab.example.org:8443/cp", "behind a path prefix");
+        assert_eq!(tunnel.probe_base("/webhook"), "https://abc.trycloudflare.com");
+        let elsewhere = PublicUrl::new("https://lab.example.org/hooks/cp", "/webhook", Source::Config);
+        assert_eq!(elsewhere.probe_base("/webhook"), "https://lab.example.org");
     }
 
     #[test]

@@ -46,7 +46,10 @@ pub struct MonitorSetup {
     pub cloudflared_metrics: Vec<String>,
     pub trust_forwarded_headers: bool,
     pub live: broadcast::Receiver<LiveEvent>,
-    pub tunnel: Option<Tunnel>,
+    /// The tunnel cpwatch runs; the server keeps a handle too, to stop it first at shutdown.
+    pub tunnel: Option<Arc<Tunnel>>,
+    /// For the tunnels' local APIs (plain HTTP on loopback).
+    pub discovery_client: reqwest::Client,
 }
 
 /// The monitor's state, for the dashboard and the desktop app; and a way to have it look again.
@@ -95,6 +98,8 @@ pub fn spawn(setup: MonitorSetup, stopping: watch::Receiver<bool>) -> (ReachHand
         setup,
         tx,
         previous_url: None,
+        kept_validation: None,
+        kept_change: None,
         open_outage: None,
         next_probe: None,
         logged: Default::default(),
@@ -112,6 +117,10 @@ struct Monitor {
     tracker: Tracker,
     /// The URL known before this one (kept across restarts), for "your URL is now".
     previous_url: Option<String>,
+    /// The last validation seen, kept across restarts and past retention's pruning.
+    kept_validation: Option<(String, DateTime<Utc>)>,
+    /// The announcement of the previous run, so that an unchanged URL keeps its date.
+    kept_change: Option<UrlChange>,
     /// The `outages` row of the unreachable period going on.
     open_outage: Option<i64>,
     next_probe: Option<Instant>,
@@ -128,9 +137,9 @@ impl Monitor {
         self.discover().await;
         // What the previous run kept must not stand for this one, even if nothing was found.
         self.keep().await;
-        let mut next_discovery = Instant::now() + self.setup.discovery_interval;
+        let mut next_discovery = Instant::now() + self.discovery_delay();
         let mut next_clock = Instant::now() + CLOCK_CHECK;
-        let mut tunnel_changes = self.setup.tunnel.as_ref().map(Tunnel::changes);
+        let mut tunnel_changes = self.setup.tunnel.as_ref().map(|t| t.changes());
         let mut live_open = true;
         loop {
             let probe_at = self.next_probe;
@@ -165,8 +174,8 @@ impl Monitor {
                 () = stop => break,
                 () = probe_due => self.probe().await,
                 () = tokio::time::sleep_until(next_discovery) => {
-                    next_discovery = Instant::now() + self.setup.discovery_interval;
                     self.discover().await;
+                    next_discovery = Instant::now() + self.discovery_delay();
                 }
                 () = tokio::time::sleep_until(next_clock) => {
                     next_clock = Instant::now() + CLOCK_CHECK;
@@ -176,19 +185,42 @@ impl Monitor {
                     self.discover().await;
                     self.probe_now();
                 }
-                () = tunnel_changed => self.discover().await,
+                () = tunnel_changed => {
+                    self.discover().await;
+                    next_discovery = Instant::now() + self.discovery_delay();
+                }
                 received = delivered => match received {
                     Ok(LiveEvent::Delivery { event, .. }) if event.eq_ignore_ascii_case("validation") => {
                         self.refresh_validation().await;
                         self.publish().await;
                     }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    // A validation may be among the missed: look again.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.refresh_validation().await;
+                        self.publish().await;
+                    }
+                    Ok(_) => {}
                     Err(broadcast::error::RecvError::Closed) => live_open = false,
                 },
             }
         }
         if let Some(tunnel) = &self.setup.tunnel {
             tunnel.stop().await;
+        }
+    }
+
+    /// Until the tunnel cpwatch runs has given its URL (a new quick tunnel takes a few
+    /// seconds), it is asked every 2 s; otherwise every `discovery_interval_secs`.
+    fn discovery_delay(&self) -> Duration {
+        let waiting_for_tunnel = self.setup.tunnel.as_ref().is_some_and(|t| t.status().running)
+            && !matches!(
+                self.status.public_url.as_ref().map(|p| p.source),
+                Some(Source::Managed | Source::Config)
+            );
+        if waiting_for_tunnel {
+            self.setup.discovery_interval.min(Duration::from_secs(2))
+        } else {
+            self.setup.discovery_interval
         }
     }
 
@@ -199,6 +231,8 @@ impl Monitor {
             Ok(Some(value)) => {
                 if let Ok(kept) = serde_json::from_value::<ReachStatus>(value) {
                     self.previous_url = kept.public_url.map(|p| p.url);
+                    self.kept_validation = kept.validation.and_then(|v| Some((v.host?, v.received_at?)));
+                    self.kept_change = kept.url_change;
                 }
             }
             Ok(None) => {}
@@ -206,8 +240,17 @@ impl Monitor {
         }
     }
 
-    /// Finds the public URL: the first source that has one wins.
-    async fn find(&mut self) -> Option<PublicUrl> {
+    /// Finds the public URL: the first source that has one wins. Also says whether the
+    /// source of the URL known so far answered with something unusable (then that URL is
+    /// kept as it is: a busy agent is not a tunnel that ended).
+    async fn find(&mut self) -> (Option<PublicUrl>, bool) {
+        let known = self.status.public_url.as_ref().map(|p| p.source);
+        let mut known_erred = false;
+        let found = self.find_first(known, &mut known_erred).await;
+        (found, known_erred)
+    }
+
+    async fn find_first(&mut self, known: Option<Source>, known_erred: &mut bool) -> Option<PublicUrl> {
         let configured = self.setup.configured_url.clone();
         let prefs = self.setup.pool.run(|conn| Ok(settings::preferences(conn)?)).await;
         let configured = match prefs {
@@ -221,21 +264,24 @@ impl Monitor {
         if let Some(url) = configured {
             return Some(PublicUrl::new(&url, &path, Source::Config));
         }
-        let client = discover::local_client();
-        if let Some(tunnel) = &self.setup.tunnel {
+        let client = self.setup.discovery_client.clone();
+        if let Some(tunnel) = self.setup.tunnel.clone() {
             let found = match tunnel.url_source() {
                 UrlSource::Cloudflared { metrics } => discover::cloudflared(&client, &[metrics]).await,
                 UrlSource::Ngrok { web_addr, port } => discover::ngrok(&client, &web_addr, port).await,
             };
+            *known_erred |= found.is_err() && known == Some(Source::Managed);
             if let Some(url) = self.found(Source::Managed, found) {
                 return Some(PublicUrl::new(&url, &path, Source::Managed));
             }
         }
         let found = discover::ngrok(&client, &self.setup.ngrok_web_addr, self.setup.port).await;
+        *known_erred |= found.is_err() && known == Some(Source::Ngrok);
         if let Some(url) = self.found(Source::Ngrok, found) {
             return Some(PublicUrl::new(&url, &path, Source::Ngrok));
         }
         let found = discover::cloudflared(&client, &self.setup.cloudflared_metrics).await;
+        *known_erred |= found.is_err() && known == Some(Source::Cloudflared);
         if let Some(url) = self.found(Source::Cloudflared, found) {
             return Some(PublicUrl::new(&url, &path, Source::Cloudflared));
         }
@@ -265,10 +311,17 @@ impl Monitor {
     }
 
     async fn discover(&mut self) {
-        let mut found = self.find().await;
+        let (mut found, known_erred) = self.find().await;
         let now = Utc::now();
+        // The known URL's source answered with something unusable: keep the URL as it is.
+        if known_erred
+            && found.as_ref().map(|p| p.source) != self.status.public_url.as_ref().map(|p| p.source)
+        {
+            found = self.status.public_url.clone();
+        }
         // A tunnel's URL that disappears is a tunnel that ended, and CentrePoint still
-        // posts to that URL: keep it, and count it as a failed probe.
+        // posts to that URL: keep it, and count it as a failed probe (once per probe: a
+        // discovery that follows a failed probe confirms it rather than doubling it).
         if let (None, Some(known)) = (&found, &self.status.public_url) {
             if known.source != Source::Config {
                 let failure = probe::Failure {
@@ -283,7 +336,9 @@ impl Monitor {
                     ),
                 };
                 found = Some(known.clone());
-                self.observe(Err(failure), now).await;
+                if self.tracker.failures() == 0 {
+                    self.observe(Err(failure), now).await;
+                }
             }
         }
         let current = self.status.public_url.as_ref().map(|p| p.url.clone());
@@ -331,9 +386,16 @@ impl Monitor {
                 return;
             }
         };
+        let last = match last {
+            Some(last) => {
+                self.kept_validation = Some(last.clone());
+                Some(last)
+            }
+            // Pruned by retention, or older than this store: what was kept before.
+            None => self.kept_validation.clone(),
+        };
         self.status.validation = self.status.public_url.as_ref().map(|url| {
-            let at_this_url =
-                last.as_ref().is_some_and(|(host, _)| host.eq_ignore_ascii_case(url.authority()));
+            let at_this_url = last.as_ref().is_some_and(|(host, _)| same_authority(host, url.authority()));
             Validation {
                 at_this_url,
                 host: last.as_ref().map(|(h, _)| h.clone()),
@@ -353,6 +415,9 @@ impl Monitor {
                 let previous = self.previous_url.clone().filter(|p| *p != url.url);
                 if self.status.url_change.as_ref().map(|c| &c.url) == Some(&url.url) {
                     self.status.url_change.clone()
+                } else if let Some(kept) = self.kept_change.take().filter(|c| c.url == url.url) {
+                    // Announced by a previous run and still not validated: the same news.
+                    Some(kept)
                 } else {
                     let change = UrlChange::new(&url.url, previous, now);
                     tracing::warn!("{}", change.message);
@@ -374,15 +439,19 @@ impl Monitor {
             self.next_probe = None;
             return;
         };
-        let outcome = probe::probe(&self.setup.client, url.origin(), &self.setup.key).await;
+        let base = url.probe_base(&self.setup.webhook_path);
+        let outcome = probe::probe(&self.setup.client, &base, &self.setup.key).await;
         let now = Utc::now();
         let failed = outcome.is_err();
         if let Err(failure) = &outcome {
-            tracing::debug!("probe of {} failed: {}", url.origin(), failure.reason);
+            tracing::debug!("probe of {base} failed: {}", failure.reason);
         }
-        let interval = self.setup.probe_interval;
-        self.next_probe = Some(Instant::now() + if failed { interval.min(CONFIRM_AFTER) } else { interval });
         self.observe(outcome, now).await;
+        // Sooner only to confirm a first failure; an outage is probed at the usual pace.
+        let confirming = failed && self.tracker.failures() < probe::FAILURES_TO_UNREACHABLE;
+        let interval = self.setup.probe_interval;
+        self.next_probe =
+            Some(Instant::now() + if confirming { interval.min(CONFIRM_AFTER) } else { interval });
         self.publish().await;
         if failed {
             // A failure may be a tunnel that moved: look for its new URL at once.
@@ -390,36 +459,73 @@ impl Monitor {
         }
     }
 
-    /// A probe's outcome (or a tunnel gone): the state, the log, and the outage it opens or ends.
+    /// A probe's outcome (or a tunnel gone): the probes' state, and the log.
     async fn observe(&mut self, outcome: Result<(), probe::Failure>, now: DateTime<Utc>) {
         let Some(url) = self.status.public_url.clone() else { return };
-        let change = self.tracker.observe(outcome, now);
-        self.status.reachability = self.tracker.current.clone();
-        match change {
-            Some(Change::BecameUnreachable) => {
-                let reason = self.status.reachability.reason.clone().unwrap_or_default();
-                tracing::error!("CentrePoint cannot reach cpwatch at {}: {reason}", url.url);
-                // A new URL starts the tracker afresh, but when it fails too CentrePoint has
-                // not reached cpwatch in between: the open period goes on, not a second one.
-                if self.open_outage.is_none() {
-                    let from = self.status.reachability.since.unwrap_or(now);
-                    let outage = Downtime { from, to: None, kind: OutageKind::Unreachable, reason };
-                    let recorded = self.setup.pool.run(move |conn| Ok(uptime::record(conn, &outage)?)).await;
-                    match recorded {
-                        Ok(id) => self.open_outage = Some(id),
-                        Err(e) => tracing::warn!("cannot record the outage: {e}"),
-                    }
-                }
-            }
-            Some(Change::Recovered) => tracing::info!("CentrePoint can reach cpwatch again at {}", url.url),
+        match self.tracker.observe(outcome, now) {
+            Some(Change::BecameUnreachable) => tracing::error!(
+                "CentrePoint cannot reach cpwatch at {}: {}",
+                url.url,
+                self.tracker.current.reason.as_deref().unwrap_or_default()
+            ),
+            Some(Change::Recovered) => tracing::info!("the public URL {} reaches cpwatch again", url.url),
             None => {}
         }
-        if self.status.reachability.state == State::Reachable {
-            if let Some(id) = self.open_outage.take() {
+    }
+
+    /// What CentrePoint sees: the probes' state, unless the portal still has an older URL
+    /// (the study was validated before, and not at this URL): then nothing reaches this
+    /// receiver until the portal is told, however well the new URL answers.
+    fn effective(&self) -> Reachability {
+        let probed = self.tracker.current.clone();
+        let pending =
+            self.status.url_change.as_ref().filter(|_| {
+                self.status.validation.as_ref().is_some_and(|v| v.host.is_some() && !v.at_this_url)
+            });
+        match pending {
+            Some(change) if probed.state != State::Unreachable => Reachability {
+                state: State::Unreachable,
+                since: Some(change.at),
+                reason: Some(format!(
+                    "the CentrePoint portal still has {}: set the target URL to {} and press Validate",
+                    change
+                        .previous
+                        .as_deref()
+                        .map_or("an older URL".to_string(), |p| format!("the old URL {p}")),
+                    change.url
+                )),
+                cause: Some(Cause::UrlChanged),
+                checked_at: probed.checked_at,
+            },
+            _ => probed,
+        }
+    }
+
+    /// Opens an outage when CentrePoint cannot reach cpwatch, ends it when it can again.
+    /// With no URL known (a tunnel being replaced) an open one goes on.
+    async fn settle_outage(&mut self) {
+        let r = &self.status.reachability;
+        let now = Utc::now();
+        match (r.state, self.open_outage) {
+            (State::Unreachable, None) => {
+                let outage = Downtime {
+                    from: r.since.unwrap_or(now),
+                    to: None,
+                    kind: OutageKind::Unreachable,
+                    reason: r.reason.clone().unwrap_or_default(),
+                };
+                match self.setup.pool.run(move |conn| Ok(uptime::record(conn, &outage)?)).await {
+                    Ok(id) => self.open_outage = Some(id),
+                    Err(e) => tracing::warn!("cannot record the outage: {e}"),
+                }
+            }
+            (State::Reachable, Some(id)) => {
+                self.open_outage = None;
                 if let Err(e) = self.setup.pool.run(move |conn| Ok(uptime::end(conn, id, now)?)).await {
                     tracing::warn!("cannot record the end of the outage: {e}");
                 }
             }
+            _ => {}
         }
     }
 
@@ -458,6 +564,8 @@ impl Monitor {
 
     /// Tells the dashboard and the tray, and keeps it for `cpwatch status`.
     async fn publish(&mut self) {
+        self.status.reachability = self.effective();
+        self.settle_outage().await;
         self.status.tunnel = self.setup.tunnel.as_ref().and_then(|t| serde_json::to_value(t.status()).ok());
         // Only a change is written and told: a discovery that finds the same URL is not.
         let mut unchanged = self.tx.borrow().clone();
@@ -477,4 +585,10 @@ impl Monitor {
             tracing::warn!("cannot keep the reachability for `cpwatch status`: {e}");
         }
     }
+}
+
+/// Two `host[:port]` the same, `:443` being the default of `https`.
+fn same_authority(a: &str, b: &str) -> bool {
+    let plain = |s: &str| s.trim().trim_end_matches(":443").to_ascii_lowercase();
+    plain(a) == plain(b)
 }

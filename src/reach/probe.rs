@@ -65,7 +65,7 @@ pub enum ClientError {
     Read { path: String, source: std::io::Error },
     #[error("extra_ca_file {path} holds no PEM certificate: {message}")]
     Parse { path: String, message: String },
-    #[error("cannot set up the probe's HTTPS client: {0}")]
+    #[error("cannot set up the HTTP client that probes the public URL and asks tunnels for it: {0}")]
     Build(String),
 }
 

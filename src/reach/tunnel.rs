@@ -633,8 +633,32 @@ fn redact(line: &str) -> String {
     out
 }
 
+/// Whether an argument names a secret whose value follows it (`--basic-auth user:pass`,
+/// `--oauth-client-secret S`, `--credentials-contents JSON`, ...).
+fn names_secret(arg: &str) -> bool {
+    let arg = arg.to_ascii_lowercase();
+    arg.starts_with('-')
+        && ["auth", "secret", "password", "credential", "token"].iter().any(|k| arg.contains(k))
+}
+
 /// The command line as a person would type it, secrets redacted.
 fn command_line(program: &Path, argv: &[String]) -> String {
+    let mut hide_next = false;
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|arg| {
+            let hidden = std::mem::replace(&mut hide_next, false);
+            match arg.split_once('=') {
+                Some((flag, _)) if names_secret(flag) => format!("{flag}=[redacted]"),
+                _ if hidden => "[redacted]".to_string(),
+                _ => {
+                    hide_next = names_secret(arg);
+                    arg.clone()
+                }
+            }
+        })
+        .collect();
+    let argv = &argv;
     let quote = |arg: &str| {
         if !arg.is_empty() && !arg.contains(|c: char| c.is_whitespace() || "'\"\\$`;&|<>()*?#~".contains(c)) {
             arg.to_string()
@@ -800,5 +824,27 @@ mod tests {
     fn exits_are_described_for_a_person() {
         assert_eq!(describe_exit(&Ok(ExitStatus::from_raw(1 << 8))), "exited with status 1");
         assert_eq!(describe_exit(&Ok(ExitStatus::from_raw(9))), "was killed by signal 9 (SIGKILL)");
+    }
+
+    #[test]
+    fn secrets_in_tunnel_args_never_reach_the_command_shown() {
+        let argv: Vec<String> = [
+            "http",
+            "8787",
+            "--basic-auth",
+            "user:hunter2",
+            "--oauth-client-secret=s3cr3t",
+            "--url",
+            "x.ngrok-free.app",
+        ]
+        .map(String::from)
+        .to_vec();
+        let line = command_line(Path::new("ngrok"), &argv);
+        assert!(!line.contains("hunter2") && !line.contains("s3cr3t"), "{line}");
+        assert!(
+            line.contains("--basic-auth [redacted]") && line.contains("--oauth-client-secret=[redacted]"),
+            "{line}"
+        );
+        assert!(line.contains("--url x.ngrok-free.app"), "what is no secret is shown: {line}");
     }
 }

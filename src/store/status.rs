@@ -107,7 +107,7 @@ pub fn last_validation_host(
 ) -> rusqlite::Result<Option<(String, DateTime<Utc>)>> {
     let row: Option<(String, i64)> = conn
         .query_row(
-            "SELECT headers, received_at FROM deliveries WHERE event = 'validation' ORDER BY seq DESC LIMIT 1",
+            "SELECT headers, received_at FROM deliveries WHERE lower(event) = 'validation' ORDER BY seq DESC LIMIT 1",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )

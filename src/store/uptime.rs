@@ -162,27 +162,29 @@ pub fn downtime(conn: &Connection) -> rusqlite::Result<Vec<Downtime>> {
 }
 
 /// What a gap means for the deliveries CentrePoint tried during it, for a person.
+/// CentrePoint retries 24 h and 48 h after a failed delivery, so what it tried in the
+/// last 48 h is still coming; anything older has to be resent from the portal.
 pub fn advice(gap: &Downtime, now: DateTime<Utc>) -> String {
-    let retried_until = gap.from + chrono::Duration::hours(48);
-    let window = match gap.to {
-        Some(to) => format!(
-            "{} to {}",
-            gap.from.with_timezone(&chrono::Local).format("%a %d %b %H:%M"),
-            to.with_timezone(&chrono::Local).format("%a %d %b %H:%M")
-        ),
-        None => format!("since {}", gap.from.with_timezone(&chrono::Local).format("%a %d %b %H:%M")),
-    };
-    if retried_until > now {
+    let local = |t: DateTime<Utc>| t.with_timezone(&chrono::Local).format("%a %d %b %H:%M").to_string();
+    let given_up_before = now - chrono::Duration::hours(48);
+    let end = gap.to.unwrap_or(now);
+    let resend = format!(
+        "use Resend on the webhook's Details page in the CentrePoint portal for deliveries from {} to {}",
+        local(gap.from),
+        local(end.min(given_up_before))
+    );
+    if gap.from >= given_up_before {
+        let still = if gap.to.is_some() { "will be retried" } else { "will be retried once it is fixed" };
         format!(
-            "CentrePoint retries deliveries it could not make 24 h and 48 h later, so those from {window} \
-             should still arrive. For any older than 48 h, use Resend on the webhook's Details page in the \
-             CentrePoint portal, for {window}."
+            "Deliveries CentrePoint could not make then {still} (24 h and 48 h later); if they have not arrived \
+             after 48 h, use Resend on the webhook's Details page in the CentrePoint portal."
+        )
+    } else if end > given_up_before {
+        format!(
+            "CentrePoint has given up on deliveries older than 48 h: {resend}; later ones will be retried."
         )
     } else {
-        format!(
-            "CentrePoint has stopped retrying deliveries from {window} (it retries for 48 h): use Resend on \
-             the webhook's Details page in the CentrePoint portal, for {window}."
-        )
+        format!("CentrePoint has given up on these deliveries (it retries for 48 h): {resend}.")
     }
 }
 
@@ -242,9 +244,13 @@ mod tests {
     #[test]
     fn advice_depends_on_whether_centrepoint_still_retries() {
         let gap = Downtime { from: t(0), to: Some(t(60)), kind: OutageKind::Crashed, reason: String::new() };
-        assert!(advice(&gap, t(120)).contains("should still arrive"), "{}", advice(&gap, t(120)));
+        assert!(advice(&gap, t(120)).contains("will be retried"), "{}", advice(&gap, t(120)));
         let late = t(60 * 49);
-        assert!(advice(&gap, late).contains("stopped retrying"), "{}", advice(&gap, late));
+        assert!(advice(&gap, late).contains("given up on these"), "{}", advice(&gap, late));
         assert!(advice(&gap, late).contains("Resend"));
+        // A three-day gap: only its first day is beyond the retries.
+        let long = Downtime { to: Some(t(60 * 72)), ..gap.clone() };
+        let text = advice(&long, t(60 * 72));
+        assert!(text.contains("older than 48 h") && text.contains("later ones will be retried"), "{text}");
     }
 }

@@ -300,7 +300,7 @@ fn a_configured_public_url_comes_before_a_running_ngrok_agent() {
     let server = dir.serve_as_configured();
     // The agent does have a tunnel for this receiver: it is passed over, not missed.
     let agent_has = rt.block_on(cpwatch::reach::discover::ngrok(
-        &cpwatch::reach::discover::local_client(),
+        &cpwatch::reach::discover::local_client().expect("a plain HTTP client"),
         &agent.addr.to_string(),
         port,
     ));

@@ -203,7 +203,7 @@ fn metrics_of(tunnel: &Tunnel) -> String {
 
 /// The quick tunnel's URL once its metrics server answers with one.
 async fn quick_tunnel_url(tunnel: &Tunnel, what: &str) -> String {
-    let client = discover::local_client();
+    let client = discover::local_client().expect("a plain HTTP client");
     eventually(
         what,
         || {
@@ -298,7 +298,13 @@ async fn a_crashed_tunnel_is_restarted_with_a_new_url() {
             let metrics = metrics_of(&tunnel);
             let first = first.clone();
             async move {
-                let url = discover::cloudflared(&discover::local_client(), &[metrics]).await.ok().flatten();
+                let url = discover::cloudflared(
+                    &discover::local_client().expect("a plain HTTP client"),
+                    &[metrics],
+                )
+                .await
+                .ok()
+                .flatten();
                 url.filter(|url| *url != first)
             }
         },
@@ -345,7 +351,8 @@ async fn stop_ends_the_child_and_is_idempotent() {
     assert!(!status.running && status.pid.is_none(), "{status:?}");
     let last_exit = status.last_exit.as_deref().unwrap_or_default();
     assert!(last_exit.starts_with("stopped by cpwatch at ") && last_exit.contains("status 0"), "{status:?}");
-    let gone = discover::cloudflared(&discover::local_client(), &[metrics]).await;
+    let gone =
+        discover::cloudflared(&discover::local_client().expect("a plain HTTP client"), &[metrics]).await;
     assert!(matches!(gone, Ok(None)), "nothing answers on the metrics address: {gone:?}");
     stop(&tunnel).await;
     assert_eq!(tunnel.status().restarts, 0, "a stopped tunnel is not restarted");
@@ -415,7 +422,7 @@ async fn a_managed_ngrok_is_found_through_its_agent_api_and_its_authtoken_is_not
         panic!("an ngrok tunnel's URL is read from its agent API");
     };
     assert_eq!((source_addr.as_str(), port), (web_addr.as_str(), 8787));
-    let client = discover::local_client();
+    let client = discover::local_client().expect("a plain HTTP client");
     let url = eventually(
         "the agent API's https tunnel for port 8787",
         || {
@@ -457,7 +464,7 @@ async fn serve_json(body: &'static str) -> SocketAddr {
 
 #[tokio::test]
 async fn a_malformed_answer_is_an_error_that_names_the_url_asked() {
-    let client = discover::local_client();
+    let client = discover::local_client().expect("a plain HTTP client");
     let addr = serve_json(r#"{"tunnels": [{"public_url": "#).await.to_string();
     match discover::ngrok(&client, &addr, 8787).await {
         Err(e @ DiscoverError::Malformed { .. }) => {
@@ -476,7 +483,7 @@ async fn a_malformed_answer_is_an_error_that_names_the_url_asked() {
 
 #[tokio::test]
 async fn no_agent_listening_is_no_url_and_the_first_answer_decides() {
-    let client = discover::local_client();
+    let client = discover::local_client().expect("a plain HTTP client");
     let nobody = format!("127.0.0.1:{}", free_port());
     assert!(matches!(discover::ngrok(&client, &nobody, 8787).await, Ok(None)), "no agent, no URL");
     let named = serve_json(r#"{"hostname":""}"#).await.to_string();

@@ -102,7 +102,7 @@ export function firstRunSteps(data, ctx, { onAccepted, standalone = false } = {}
           copyable(`cloudflared tunnel --url http://127.0.0.1:${p}`)),
         receiver.public_url
           ? h('p', null, 'Public URL: ', h('code', null, receiver.public_url.url), ` (${sourceText(receiver.public_url.source)}). `, h('a', { href: links.settings('receiver') }, 'Change it in Settings'), '.')
-          : h('p', null, 'Then enter the address the tunnel prints as the public URL in ', h('a', { href: links.settings('receiver') }, 'Settings'), ', so the dashboard can show you the exact target URL.')),
+          : h('p', null, 'cpwatch finds the tunnel\'s address by itself (or let it run the tunnel: ', h('code', null, 'cpwatch serve --tunnel cloudflared'), '), and shows the exact target URL here. Another tunnel or proxy: enter its address in ', h('a', { href: links.settings('receiver') }, 'Settings'), '.')),
       h('li', { class: 'step', testid: 'first-run-step' },
         h('h2', null, 'Set up the webhook in the CentrePoint portal'),
         h('p', null, 'In your study\'s webhook settings in the CentrePoint portal:'),
