@@ -364,3 +364,64 @@ fn a_kill_is_a_crashed_gap_and_a_clean_stop_a_stopped_one_and_the_banner_says_to
     let banner = server.stdout();
     assert!(banner.contains("was not receiving") && banner.contains("Resend"), "{banner}");
 }
+
+/// Changes the public URL in the dashboard's Settings, as a person would.
+fn set_public_url(server: &Server, url: &str) {
+    let settings = format!("{}/api/settings", server.dashboard);
+    let mut prefs: Value = block_on(async {
+        let got = client(None).get(&settings).send().await.unwrap_or_else(|e| panic!("GET {settings}: {e}"));
+        got.json::<Value>().await.unwrap_or_else(|e| panic!("GET {settings} is JSON: {e}"))
+    })["preferences"]
+        .clone();
+    prefs["public_url"] = json!(url);
+    let code = block_on(async {
+        let put = client(None).put(&settings).header("Origin", &server.dashboard).json(&prefs).send().await;
+        put.unwrap_or_else(|e| panic!("PUT {settings}: {e}")).status().as_u16()
+    });
+    assert_eq!(code, 200, "the new public URL is saved");
+}
+
+/// A study validated at one URL whose URL then changes: the new URL answers probes, but
+/// CentrePoint still posts to the old one until the portal is told, so cpwatch says it
+/// cannot be reached (with the portal steps) and counts the time as downtime, until a
+/// validation arrives at the new URL.
+#[test]
+fn a_new_url_the_portal_does_not_have_yet_is_an_outage_until_it_is_validated_there() {
+    let mut proxy = TlsProxy::new();
+    let dir = behind(&proxy, true);
+    let server = dir.serve();
+    proxy.set_upstream(server.addr.port());
+    let old = format!("{}/webhook", proxy.origin());
+    let validate = |url: &str, code: &str| {
+        let reply = block_on(
+            Delivery::validation(&format!("reach-{code}"), code).post(&client(Some(&proxy.ca_pem_path)), url),
+        );
+        assert_eq!(reply.status, 200, "{reply:?}");
+    };
+    validate(&old, "at-the-old-url");
+    wait_for_state("validated and reachable at the first URL", "reachable", None, || {
+        let seen = status(&dir);
+        if seen["validation"]["at_this_url"] == true {
+            seen
+        } else {
+            json!({ "reachability": { "state": "waiting for the validation" } })
+        }
+    });
+
+    // The same proxy under another name: a new URL, which the portal does not have.
+    let new = format!("https://127.0.0.1:{}/webhook", proxy.port);
+    set_public_url(&server, &format!("https://127.0.0.1:{}", proxy.port));
+    let seen =
+        wait_for_state("the portal to need the new URL", "unreachable", Some("url_changed"), || status(&dir));
+    let why = reason(&seen);
+    assert!(why.contains(&old) && why.contains(&new) && why.contains("press Validate"), "{why}");
+    assert_eq!(seen["url_change"]["previous"], old.as_str(), "{seen}");
+    assert!(open_unreachable(&seen["downtime"]).is_some(), "the time counts as downtime: {seen}");
+    let api = overview(&server);
+    assert_eq!(api["reachability"]["cause"], "url_changed", "the dashboard agrees: {api}");
+
+    validate(&new, "at-the-new-url");
+    let seen = wait_for_state("the new URL validated", "reachable", None, || status(&dir));
+    assert_eq!(seen["url_change"], Value::Null, "{seen}");
+    assert!(open_unreachable(&seen["downtime"]).is_none(), "the outage ended: {seen}");
+}
