@@ -339,8 +339,10 @@ fn metrics_addr(command: &str) -> String {
 fn the_cloudflared_cpwatch_runs_gives_the_public_url_and_ends_with_cpwatch() {
     let stand_in = StandIn::new("cloudflared", CLOUDFLARED);
     let dir = DataDir::with_config(&format!(
+        // A discovery interval far longer than the test: the tunnel cpwatch runs is asked
+        // for its URL every 2 s until it has one, whatever the interval.
         "tunnel = \"cloudflared\"\ntunnel_program = '{}'\nngrok_web_addr = \"{}\"\ncloudflared_metrics = \"{}\"\n\
-         discovery_interval_secs = 1\nprobe_interval_secs = 1\n",
+         discovery_interval_secs = 3600\nprobe_interval_secs = 1\n",
         stand_in.program.display(),
         nobody(),
         nobody()
