@@ -465,3 +465,32 @@ fn an_unreachable_period_that_goes_on_across_a_new_url_is_one_outage() {
         .collect();
     assert_eq!(open.len(), 1, "one unreachable period is open, not one per URL: {}", seen["downtime"]);
 }
+
+/// An agent that answers with what is no tunnel list from the start: a clear log line
+/// naming what was asked, no crash, and no URL.
+#[test]
+fn a_malformed_agent_answer_gives_no_url_and_a_clear_log_line() {
+    let rt = runtime();
+    let agent = FakeApi::start(&rt, "/api/tunnels", r#"{"tunnels": [{"public_url": 7"#.into());
+    let dir = DataDir::with_config(&format!(
+        "ngrok_web_addr = \"{}\"\ncloudflared_metrics = \"{}\"\ndiscovery_interval_secs = 1\nprobe_interval_secs = 1\n",
+        agent.addr,
+        nobody()
+    ));
+    let server = dir.serve();
+    let asked = format!("http://{}/api/tunnels gave an answer cpwatch cannot use", agent.addr);
+    wait_for(
+        "the log to name the URL asked",
+        || Value::String(server.log()),
+        |log| log.as_str().is_some_and(|l| l.contains(&asked)),
+    );
+    let seen = wait_for(
+        "status --json from this receiver",
+        || status(&dir),
+        |s| s["reachability"]["reason"].as_str().is_some_and(|r| r.contains("no public URL")),
+    );
+    assert!(seen["public_url"].is_null(), "no URL from a malformed answer: {seen}");
+    assert_eq!(healthz(&server), (200, "ok\n".to_string()), "the receiver keeps running");
+    let log = server.log();
+    assert_eq!(log.matches(&asked).count(), 1, "logged once, not at each discovery:\n{log}");
+}
