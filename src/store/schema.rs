@@ -191,6 +191,44 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX outages_started ON outages (started_at);
     "#,
+    // 3: compliance: each study's protocol, who is expected (the roster), and each
+    // subject-day's wear time from the daily-statistics events.
+    r#"
+    CREATE TABLE study_protocols (
+        study_id             TEXT PRIMARY KEY,
+        valid_day_minutes    INTEGER NOT NULL CHECK (valid_day_minutes BETWEEN 1 AND 1440),
+        valid_days_per_week  INTEGER NOT NULL CHECK (valid_days_per_week BETWEEN 1 AND 7),
+        weekend_day_required INTEGER NOT NULL CHECK (weekend_day_required IN (0, 1)),
+        silent_after_days    INTEGER NOT NULL CHECK (silent_after_days BETWEEN 1 AND 365),
+        monitoring_from      TEXT,
+        monitoring_until     TEXT,
+        updated_at           INTEGER NOT NULL,
+        CHECK (monitoring_from IS NULL OR monitoring_until IS NULL OR monitoring_from <= monitoring_until)
+    ) STRICT;
+
+    CREATE TABLE roster (
+        study_id       TEXT NOT NULL,
+        subject_id     TEXT NOT NULL,
+        label          TEXT,
+        enrolled_on    TEXT,
+        expected_until TEXT,
+        imported_at    INTEGER NOT NULL,
+        PRIMARY KEY (study_id, subject_id)
+    ) STRICT, WITHOUT ROWID;
+
+    -- One row per subject-day (`day` is the subject's local date), kept by the writer: a
+    -- later delivery for the same subject-day replaces the earlier one.
+    CREATE TABLE subject_days (
+        study_id      TEXT NOT NULL,
+        subject_id    TEXT NOT NULL,
+        day           TEXT NOT NULL,
+        wear_minutes  REAL,
+        total_minutes REAL,
+        event         TEXT NOT NULL,
+        delivery_seq  INTEGER NOT NULL,
+        PRIMARY KEY (study_id, subject_id, day)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.
