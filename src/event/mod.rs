@@ -119,6 +119,8 @@ pub struct DailyStatistics {
     pub date: Option<NaiveDate>,
     pub monitor_serials: Vec<String>,
     pub wear_minutes: Option<f64>,
+    /// Minutes with data: wear plus non-wear (minutes with no data are neither).
+    pub observed_minutes: Option<f64>,
     pub steps: Option<f64>,
 }
 
@@ -131,9 +133,23 @@ pub struct Cp2DailyStatistics {
     pub subject_identifier: Option<String>,
     pub date: Option<NaiveDate>,
     pub wear_minutes: Option<f64>,
+    /// `totalMinutes`: minutes with data, which can be below 1440.
+    pub total_minutes: Option<f64>,
     pub steps: Option<f64>,
     pub mvpa: Option<f64>,
     pub calories: Option<f64>,
+}
+
+/// One subject-day's wear time, from a daily-statistics event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectDay<'a> {
+    pub study_id: &'a str,
+    pub subject_id: &'a str,
+    /// The subject's local date.
+    pub day: NaiveDate,
+    pub wear_minutes: Option<f64>,
+    /// Minutes with data (wear and non-wear).
+    pub total_minutes: Option<f64>,
 }
 
 /// An event type this version does not know; what could be read of it generically.
@@ -258,6 +274,8 @@ pub fn parse(event_name: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
                 date: f.date("date"),
                 monitor_serials: f.strings("activityMonitorSerials"),
                 wear_minutes: epoch.and_then(|m| number(m, "wearMinutes")),
+                observed_minutes: epoch
+                    .and_then(|m| Some(number(m, "wearMinutes")? + number(m, "nonWearMinutes")?)),
                 steps: mavm
                     .and_then(|m| number(m, "wearFilteredSteps").or_else(|| number(m, "nonFilteredSteps"))),
             })
@@ -270,6 +288,7 @@ pub fn parse(event_name: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             subject_identifier: f.opt_string("subjectIdentifier")?,
             date: f.date("date"),
             wear_minutes: number(&map, "wearMinutes"),
+            total_minutes: number(&map, "totalMinutes"),
             steps: number(&map, "steps"),
             mvpa: number(&map, "mvpa"),
             calories: number(&map, "calories"),
@@ -337,6 +356,20 @@ impl Event {
             Event::DataRetrievalComplete(e) => Some(&e.status),
             Event::Unknown(e) => e.status.as_deref(),
         }
+    }
+
+    /// The subject-day a daily-statistics event reports, when it names the subject and date.
+    pub fn subject_day(&self) -> Option<SubjectDay<'_>> {
+        let (study_id, subject_id, day, wear_minutes, total_minutes) = match self {
+            Event::DailyStatisticsComplete(e) => {
+                (&e.study_id, e.subject_id.as_deref()?, e.date?, e.wear_minutes, e.observed_minutes)
+            }
+            Event::Cp2DailyStatisticsComplete(e) => {
+                (&e.study_id, e.subject_id.as_deref()?, e.date?, e.wear_minutes, e.total_minutes)
+            }
+            _ => return None,
+        };
+        Some(SubjectDay { study_id, subject_id, day, wear_minutes, total_minutes })
     }
 
     /// Why the upload or the processing failed, when the event says.

@@ -290,3 +290,66 @@ async fn the_command_line_list_and_the_dashboard_pages_break_ties_the_same_way()
     assert_eq!(listed, vec!["204/8", "204/7", "189/9"], "ties: by study, then by upload, newest first");
     assert_eq!(paged, listed, "page by page, the dashboard lists the same uploads in the same order");
 }
+
+/// The subject-day table follows the two daily-statistics events: the later delivery for
+/// a subject-day replaces the earlier one, a retry of the earlier one changes nothing,
+/// and a day with no subject or date is stored but makes no subject-day.
+#[tokio::test]
+async fn daily_statistics_keep_one_row_per_subject_day_the_latest_delivered() {
+    let s = Store::open();
+    let now = Utc::now();
+    let daily = |wear: u32, non_wear: u32| {
+        json!({ "studyId": 189, "subjectId": 44732, "date": "2016-06-14T00:00:00",
+                "epochAggregation": { "wearMinutes": wear, "nonWearMinutes": non_wear } })
+        .to_string()
+    };
+    let cp2 = |wear: u32| {
+        json!({ "studyId": "189", "subjectId": "44733", "date": "2016-06-14", "wearMinutes": wear, "totalMinutes": 900 })
+            .to_string()
+    };
+    let rows = |conn: &rusqlite::Connection| -> Vec<(String, String, Option<f64>, Option<f64>, String)> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT subject_id, day, wear_minutes, total_minutes, event FROM subject_days ORDER BY subject_id",
+            )
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    s.put(delivery("ds-1", event::DAILY_STATISTICS_COMPLETE, &daily(599, 700), now)).await;
+    s.put(delivery("cp2-1", event::CP2_DAILY_STATISTICS_COMPLETE, &cp2(540), now)).await;
+    // The same subject-day again, later: it replaces the first.
+    s.put(delivery("ds-2", event::DAILY_STATISTICS_COMPLETE, &daily(600, 699), now)).await;
+    // A retry of the first one (same id, same body) is not applied.
+    assert!(matches!(
+        s.put(delivery("ds-1", event::DAILY_STATISTICS_COMPLETE, &daily(599, 700), now)).await,
+        Stored::Duplicate { .. }
+    ));
+    // No subject: stored, no subject-day.
+    let anonymous = json!({ "studyId": 189, "date": "2016-06-14" }).to_string();
+    s.put(delivery("ds-3", event::DAILY_STATISTICS_COMPLETE, &anonymous, now)).await;
+    let conn = s.read();
+    assert_eq!(
+        rows(&conn),
+        vec![
+            (
+                "44732".into(),
+                "2016-06-14".into(),
+                Some(600.0),
+                Some(1299.0),
+                event::DAILY_STATISTICS_COMPLETE.into()
+            ),
+            (
+                "44733".into(),
+                "2016-06-14".into(),
+                Some(540.0),
+                Some(900.0),
+                event::CP2_DAILY_STATISTICS_COMPLETE.into()
+            ),
+        ]
+    );
+    drop(conn);
+    s.close();
+}

@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{NewDelivery, RefusedRequest, Stored, UploadChange};
 use crate::event::upload::{Transition, UploadState};
-use crate::event::{Event, UploadEvent, UploadStatus};
+use crate::event::{Event, SubjectDay, UploadEvent, UploadStatus};
 use crate::store::{local_day, to_ms, uploads};
 
 pub(super) fn insert_delivery(conn: &Connection, d: &NewDelivery) -> rusqlite::Result<Stored> {
@@ -71,11 +71,37 @@ pub(super) fn insert_delivery(conn: &Connection, d: &NewDelivery) -> rusqlite::R
             )?;
         }
     }
+    if let Some(day) = event.subject_day() {
+        apply_subject_day(conn, &day, &d.event_name, seq)?;
+    }
     let upload = match event {
         Event::Upload(upload) => Some(apply_upload(conn, upload, d.received_at)?),
         _ => None,
     };
     Ok(Stored::New { seq, upload })
+}
+
+/// A subject-day's wear time: the later delivery (by the order received) replaces an
+/// earlier one, so a re-delivery or a retry of an old one changes nothing.
+fn apply_subject_day(conn: &Connection, day: &SubjectDay<'_>, event: &str, seq: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO subject_days (study_id, subject_id, day, wear_minutes, total_minutes, event, delivery_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (study_id, subject_id, day) DO UPDATE SET
+             wear_minutes = excluded.wear_minutes, total_minutes = excluded.total_minutes,
+             event = excluded.event, delivery_seq = excluded.delivery_seq
+         WHERE excluded.delivery_seq > subject_days.delivery_seq",
+    )?
+    .execute(params![
+        day.study_id,
+        day.subject_id,
+        day.day.format("%Y-%m-%d").to_string(),
+        day.wear_minutes,
+        day.total_minutes,
+        event,
+        seq
+    ])?;
+    Ok(())
 }
 
 fn apply_upload(conn: &Connection, event: &UploadEvent, at: DateTime<Utc>) -> rusqlite::Result<UploadChange> {
