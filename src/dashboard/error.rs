@@ -36,7 +36,11 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            // A value the store refuses to keep is the request's fault, and says why.
+            StoreError::Invalid(message) => ApiError::bad_request(message),
+            e => ApiError::internal(e),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod writer;
 
 pub mod deliveries;
 pub mod listing;
+pub mod protocols;
 pub mod refused;
 pub mod settings;
 pub mod status;
@@ -58,6 +59,9 @@ pub enum StoreError {
     WriteFailed(Arc<StoreError>),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A value that cannot be stored (checked before anything is written).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl StoreError {

@@ -153,6 +153,8 @@ pub struct StudySummary {
     pub label: Option<String>,
     pub last_delivery_at: Option<DateTime<Utc>>,
     pub subjects: i64,
+    /// Its compliance protocol (the defaults unless set).
+    pub protocol: super::protocols::Protocol,
 }
 
 /// Every study, by name (or id, for those without one).
@@ -168,7 +170,12 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<StudySummary>> {
             label: row.get(1)?,
             last_delivery_at: (last > 0).then(|| from_ms(last)),
             subjects: row.get(3)?,
+            protocol: Default::default(),
         })
     })?;
-    rows.collect()
+    let mut list = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    for study in &mut list {
+        study.protocol = super::protocols::protocol(conn, &study.study_id)?;
+    }
+    Ok(list)
 }

@@ -636,3 +636,59 @@ async fn a_webhook_label_can_be_cleared_and_refused_requests_paged() {
     assert!(rest[0]["id"].as_i64() < Some(last_id));
     h.stop().await;
 }
+
+/// A study's compliance protocol through `PUT /api/studies/{study}`: the defaults until
+/// set, each field changed alone, invalid values a clear 400 that changes nothing, and
+/// the name kept when only the protocol changes.
+#[tokio::test]
+async fn a_studys_protocol_is_set_field_by_field_and_invalid_values_are_refused() {
+    let h = Harness::start().await;
+    let protocol_of = |studies: &Value, id: &str| {
+        studies.as_array().and_then(|l| l.iter().find(|s| s["study_id"] == id)).map(|s| s["protocol"].clone())
+    };
+    let (status, named) =
+        h.send_json(reqwest::Method::PUT, "/api/studies/204", json!({ "label": "Wrist study" })).await;
+    assert_eq!(status, 200, "{named}");
+    let defaults = json!({ "valid_day_minutes": 600, "valid_days_per_week": 4, "weekend_day_required": false,
+                           "silent_after_days": 3, "monitoring_from": null, "monitoring_until": null });
+    assert_eq!(named["protocol"], defaults, "the defaults until set: {named}");
+
+    let change =
+        json!({ "valid_day_minutes": 960, "weekend_day_required": true, "monitoring_from": "2026-11-02" });
+    let (status, updated) = h.send_json(reqwest::Method::PUT, "/api/studies/204", change).await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["label"], "Wrist study", "the name is kept: {updated}");
+    let (_, studies) = h.get("/api/studies").await;
+    let kept = protocol_of(&studies, "204").unwrap_or_else(|| panic!("study 204 is listed: {studies}"));
+    assert_eq!(kept["valid_day_minutes"], 960);
+    assert_eq!(kept["weekend_day_required"], true);
+    assert_eq!(kept["valid_days_per_week"], 4, "a field left out keeps its value");
+    assert_eq!(kept["monitoring_from"], "2026-11-02");
+
+    for (bad, says) in [
+        (json!({ "valid_day_minutes": 0 }), "valid_day_minutes"),
+        (json!({ "valid_day_minutes": 1441 }), "1440"),
+        (json!({ "valid_days_per_week": 8 }), "valid_days_per_week"),
+        (json!({ "silent_after_days": 0 }), "silent_after_days"),
+        (json!({ "monitoring_until": "2026-11-01" }), "before monitoring_from"),
+    ] {
+        let (status, error) = h.send_json(reqwest::Method::PUT, "/api/studies/204", bad.clone()).await;
+        assert_eq!(status, 400, "{bad} is refused: {error}");
+        assert!(error.to_string().contains(says), "{bad}: the reason says {says:?}: {error}");
+    }
+    for (bad, why) in [
+        (json!({ "valid_day_minutes": -5 }), "a negative number"),
+        (json!({ "monitoring_from": "02/11/2026" }), "a date that is not YYYY-MM-DD"),
+        (json!({ "valid_days": 3 }), "an unknown field"),
+    ] {
+        let (status, _) = h.send_json(reqwest::Method::PUT, "/api/studies/204", bad).await;
+        assert!(status == 400 || status == 422, "{why} is refused: {status}");
+    }
+    let (_, studies) = h.get("/api/studies").await;
+    assert_eq!(protocol_of(&studies, "204"), Some(kept), "nothing changed by the refused requests");
+    let (status, cleared) =
+        h.send_json(reqwest::Method::PUT, "/api/studies/204", json!({ "monitoring_from": null })).await;
+    assert_eq!(status, 200, "{cleared}");
+    assert_eq!(cleared["protocol"]["monitoring_from"], Value::Null, "a date is cleared with null");
+    h.stop().await;
+}

@@ -1,4 +1,5 @@
-//! `GET /api/studies`, `PUT /api/studies/{study}` (its name), and a study's subjects:
+//! `GET /api/studies`, `PUT /api/studies/{study}` (its name and its compliance
+//! protocol), and a study's subjects:
 //! `/api/studies/{study}/subjects` and one subject's uploads and events.
 
 use axum::extract::{Path, Query, State};
@@ -11,6 +12,7 @@ use super::{db, non_empty, FilterParams};
 use crate::dashboard::error::{ok, ApiError, ApiResult};
 use crate::dashboard::DashboardState;
 use crate::store::listing::Page;
+use crate::store::protocols::{self, Protocol};
 use crate::store::subjects::{self, SubjectEvent, SubjectRow};
 use crate::store::uploads::{self, UploadQuery, UploadRow};
 use crate::store::{studies, Filter};
@@ -27,33 +29,71 @@ async fn list(State(state): State<DashboardState>) -> ApiResult {
     db(&state, |conn| Ok(studies::list(conn)?)).await.and_then(ok)
 }
 
+/// What a PUT changes: each field given; a field left out keeps its value. `label: null`
+/// clears the name; the dates take `null` to clear them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StudyName {
-    label: Option<String>,
+struct StudyUpdate {
+    #[serde(default, deserialize_with = "given")]
+    label: Option<Option<String>>,
+    valid_day_minutes: Option<u32>,
+    valid_days_per_week: Option<u32>,
+    weekend_day_required: Option<bool>,
+    silent_after_days: Option<u32>,
+    #[serde(default, deserialize_with = "given")]
+    monitoring_from: Option<Option<chrono::NaiveDate>>,
+    #[serde(default, deserialize_with = "given")]
+    monitoring_until: Option<Option<chrono::NaiveDate>>,
+}
+
+/// A field that is there, `null` or not: `Some(None)` for `null`, `None` when left out.
+fn given<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Serialize)]
-struct Named {
+struct Updated {
     study_id: String,
     label: Option<String>,
+    protocol: Protocol,
 }
 
 async fn name(
     State(state): State<DashboardState>,
     Path(study): Path<String>,
-    Json(body): Json<StudyName>,
+    Json(body): Json<StudyUpdate>,
 ) -> ApiResult {
-    let label = body.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
-    if label.as_ref().is_some_and(|l| l.chars().count() > 100) {
+    let label = body.label.clone().map(|l| l.map(|l| l.trim().to_string()).filter(|l| !l.is_empty()));
+    if label.as_ref().and_then(Option::as_ref).is_some_and(|l| l.chars().count() > 100) {
         return Err(ApiError::bad_request("a study name has at most 100 characters"));
     }
     if study.trim().is_empty() || study.len() > 128 {
         return Err(ApiError::bad_request("not a study id"));
     }
     db(&state, move |conn| {
-        studies::set_label(conn, &study, label.as_deref())?;
-        Ok(Named { study_id: study, label })
+        // IMMEDIATE: read, then write, with the writer and the monitor writing beside it.
+        let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let mut p = protocols::protocol(&tx, &study)?;
+        let before = p.clone();
+        p.valid_day_minutes = body.valid_day_minutes.unwrap_or(p.valid_day_minutes);
+        p.valid_days_per_week = body.valid_days_per_week.unwrap_or(p.valid_days_per_week);
+        p.weekend_day_required = body.weekend_day_required.unwrap_or(p.weekend_day_required);
+        p.silent_after_days = body.silent_after_days.unwrap_or(p.silent_after_days);
+        p.monitoring_from = body.monitoring_from.unwrap_or(p.monitoring_from);
+        p.monitoring_until = body.monitoring_until.unwrap_or(p.monitoring_until);
+        if p != before {
+            protocols::set_protocol(&tx, &study, &p, chrono::Utc::now())?;
+        }
+        if let Some(label) = &label {
+            studies::set_label(&tx, &study, label.as_deref())?;
+        }
+        let label = studies::label(&tx, &study)?;
+        tx.commit()?;
+        Ok(Updated { study_id: study, label, protocol: p })
     })
     .await
     .and_then(ok)
