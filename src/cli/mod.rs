@@ -5,6 +5,7 @@ mod history;
 mod send;
 mod serve;
 mod status;
+mod studies;
 mod webhooks;
 
 use std::io::{IsTerminal as _, Read as _};
@@ -22,6 +23,7 @@ use cpwatch::store;
 use history::{DeliveriesCommand, ExportArgs, FilterArgs, UploadsCommand};
 use send::SendArgs;
 use serve::ServeArgs;
+use studies::StudiesCommand;
 use webhooks::WebhooksCommand;
 
 #[derive(Debug, Parser)]
@@ -57,6 +59,9 @@ enum Command {
     /// Configure authentication per webhook id.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Name studies and set their compliance protocol.
+    #[command(subcommand)]
+    Studies(StudiesCommand),
     /// List uploads, or show one with its timeline.
     Uploads {
         #[command(subcommand)]
@@ -122,6 +127,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Send(args) => send::run(&config, *args),
         Command::Webhooks(command) => {
             webhooks::run(&open_store(&config)?, command)?;
+            Ok(ok)
+        }
+        Command::Studies(command) => {
+            studies::run(&open_store(&config)?, command)?;
             Ok(ok)
         }
         Command::Uploads { command, filter } => {

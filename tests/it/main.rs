@@ -24,6 +24,7 @@ mod fixtures;
 mod fuzz_props;
 mod hostile_input;
 mod notify;
+mod protocol;
 mod reachability;
 mod receiver;
 mod retry_storm;

@@ -307,7 +307,8 @@ async fn daily_statistics_keep_one_row_per_subject_day_the_latest_delivered() {
         json!({ "studyId": "189", "subjectId": "44733", "date": "2016-06-14", "wearMinutes": wear, "totalMinutes": 900 })
             .to_string()
     };
-    let rows = |conn: &rusqlite::Connection| -> Vec<(String, String, Option<f64>, Option<f64>, String)> {
+    type Row = (String, String, Option<f64>, Option<f64>, String);
+    let rows = |conn: &rusqlite::Connection| -> Vec<Row> {
         let mut stmt = conn
             .prepare(
                 "SELECT subject_id, day, wear_minutes, total_minutes, event FROM subject_days ORDER BY subject_id",

@@ -1,0 +1,133 @@
+//! `cpwatch studies`: each study's name and compliance protocol.
+
+use anyhow::bail;
+use chrono::{NaiveDate, Utc};
+use clap::Subcommand;
+use rusqlite::Connection;
+
+use cpwatch::store::protocols::{self, Protocol};
+use cpwatch::store::studies;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum StudiesCommand {
+    /// List the studies with their names and protocols.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Name a study or change its protocol; what is not given keeps its value.
+    Set {
+        study: String,
+        /// A name for the study (`--label ""` clears it).
+        #[arg(long)]
+        label: Option<String>,
+        /// Wear minutes that make a day valid (600 is 10 h, the NHANES convention).
+        #[arg(long, value_name = "MINUTES")]
+        valid_day_minutes: Option<u32>,
+        /// Valid days a week needs to be compliant.
+        #[arg(long, value_name = "DAYS")]
+        valid_days_per_week: Option<u32>,
+        /// Whether a compliant week also needs a valid Saturday or Sunday.
+        #[arg(long, value_name = "true|false")]
+        weekend_day_required: Option<bool>,
+        /// Days without an upload after which a subject is silent.
+        #[arg(long, value_name = "DAYS")]
+        silent_after_days: Option<u32>,
+        /// First day of monitoring (YYYY-MM-DD, or `none`).
+        #[arg(long, value_name = "DATE", value_parser = date_or_none)]
+        monitoring_from: Option<DateOrNone>,
+        /// Last day of monitoring (YYYY-MM-DD, or `none`).
+        #[arg(long, value_name = "DATE", value_parser = date_or_none)]
+        monitoring_until: Option<DateOrNone>,
+    },
+}
+
+/// A date, or `none` to clear it (clap reads `Option<Option<_>>` as an optional value).
+#[derive(Debug, Clone)]
+pub(super) struct DateOrNone(Option<NaiveDate>);
+
+fn date_or_none(text: &str) -> Result<DateOrNone, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(DateOrNone(None));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| DateOrNone(Some(d)))
+        .map_err(|_| format!("{text:?} is not a date: use YYYY-MM-DD, or `none`"))
+}
+
+pub(super) fn run(conn: &Connection, command: StudiesCommand) -> anyhow::Result<()> {
+    match command {
+        StudiesCommand::List { json } => {
+            let list = studies::list(conn)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            if list.is_empty() {
+                println!("No studies yet.");
+            }
+            for s in list {
+                let name = s.label.as_deref().map_or_else(String::new, |l| format!(" ({l})"));
+                println!("study {}{name}: {} subjects; {}", s.study_id, s.subjects, describe(&s.protocol));
+            }
+            Ok(())
+        }
+        StudiesCommand::Set {
+            study,
+            label,
+            valid_day_minutes,
+            valid_days_per_week,
+            weekend_day_required,
+            silent_after_days,
+            monitoring_from,
+            monitoring_until,
+        } => {
+            if study.trim().is_empty() || study.len() > 128 || !study.chars().all(|c| c.is_ascii_graphic()) {
+                bail!("{study:?} is not a study id");
+            }
+            let before = protocols::protocol(conn, &study)?;
+            let p = Protocol {
+                valid_day_minutes: valid_day_minutes.unwrap_or(before.valid_day_minutes),
+                valid_days_per_week: valid_days_per_week.unwrap_or(before.valid_days_per_week),
+                weekend_day_required: weekend_day_required.unwrap_or(before.weekend_day_required),
+                silent_after_days: silent_after_days.unwrap_or(before.silent_after_days),
+                monitoring_from: monitoring_from.map_or(before.monitoring_from, |d| d.0),
+                monitoring_until: monitoring_until.map_or(before.monitoring_until, |d| d.0),
+            };
+            p.validate()?;
+            if p != before {
+                protocols::set_protocol(conn, &study, &p, Utc::now())?;
+            }
+            if let Some(label) = label {
+                let label = label.trim();
+                if label.chars().count() > 100 {
+                    bail!("a study name has at most 100 characters");
+                }
+                studies::set_label(conn, &study, (!label.is_empty()).then_some(label))?;
+            }
+            println!("study {study}: {}", describe(&p));
+            Ok(())
+        }
+    }
+}
+
+/// A protocol in words.
+fn describe(p: &Protocol) -> String {
+    let mut text = format!(
+        "a valid day has {} min ({:.1} h) of wear; {} valid day{} a week{}; silent after {} day{}",
+        p.valid_day_minutes,
+        f64::from(p.valid_day_minutes) / 60.0,
+        p.valid_days_per_week,
+        if p.valid_days_per_week == 1 { "" } else { "s" },
+        if p.weekend_day_required { ", one of them a weekend day" } else { "" },
+        p.silent_after_days,
+        if p.silent_after_days == 1 { "" } else { "s" },
+    );
+    match (p.monitoring_from, p.monitoring_until) {
+        (Some(from), Some(until)) => text.push_str(&format!("; monitoring {from} to {until}")),
+        (Some(from), None) => text.push_str(&format!("; monitoring from {from}")),
+        (None, Some(until)) => text.push_str(&format!("; monitoring until {until}")),
+        (None, None) => {}
+    }
+    text
+}
