@@ -2,7 +2,8 @@
 //!
 //! The modules follow a delivery's path: [`receive`] (HTTP, limits, headers, and who
 //! sent it) -> [`event`] (what it says, and the upload state rules) -> [`store`] (SQLite:
-//! the writer, and what is stored, by entity) -> [`notify`] (what a person should be
+//! the writer, and what is stored, by entity) -> [`compliance`] (whose days count, who
+//! went quiet) -> [`notify`] (what a person should be
 //! told, the tray model, and the desktop app's wake loop) -> [`dashboard`] (JSON API,
 //! live stream, static UI). Beside them: [`desktop`] (start at login, one app per user),
 //! [`reach`] (whether CentrePoint can reach the receiver: the public URL, found or from a
@@ -16,6 +17,8 @@ pub mod receive;
 pub mod event;
 
 pub mod store;
+
+pub mod compliance;
 
 pub mod notify;
 
