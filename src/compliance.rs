@@ -176,6 +176,38 @@ pub fn study(
     }
 }
 
+/// The coordinator's report: one CSV row per subject, in the study's order.
+pub fn write_csv(out: &mut impl std::io::Write, c: &StudyCompliance) -> std::io::Result<()> {
+    use crate::export::csv_field;
+    writeln!(
+        out,
+        "subject_id,label,on_roster,valid_days_last_7,valid_days_last_28,mean_wear_hours_on_valid_days,\
+         days_observed_last_28,silent_since,week_valid_days,week"
+    )?;
+    for s in &c.subjects {
+        let week = match s.week {
+            Week::Compliant => "compliant",
+            Week::OnTrack => "on track",
+            Week::BelowTarget => "below target",
+            Week::NotExpected => "not expected",
+        };
+        let fields = [
+            csv_field(&s.subject_id),
+            csv_field(s.label.as_deref().unwrap_or_default()),
+            if s.on_roster { "yes" } else { "not on the roster" }.to_string(),
+            s.valid_days_last_7.to_string(),
+            s.valid_days_last_28.to_string(),
+            s.mean_wear_hours_valid_days.map_or_else(String::new, |h| format!("{h:.1}")),
+            s.days_observed_last_28.to_string(),
+            s.silent_since.map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+            s.week_valid_days.to_string(),
+            week.to_string(),
+        ];
+        writeln!(out, "{}", fields.join(","))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,6 +62,15 @@ enum Command {
     /// Name studies and set their compliance protocol.
     #[command(subcommand)]
     Studies(StudiesCommand),
+    /// A study's compliance: who is silent, valid days, this week against the protocol.
+    Compliance {
+        study: String,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// One row per subject, for a report.
+        #[arg(long)]
+        csv: bool,
+    },
     /// List uploads, or show one with its timeline.
     Uploads {
         #[command(subcommand)]
@@ -131,6 +140,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Studies(command) => {
             studies::run(&open_store(&config)?, command)?;
+            Ok(ok)
+        }
+        Command::Compliance { study, json, csv } => {
+            studies::compliance(&open_store(&config)?, &study, json, csv)?;
             Ok(ok)
         }
         Command::Uploads { command, filter } => {

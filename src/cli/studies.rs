@@ -8,6 +8,46 @@ use rusqlite::Connection;
 use cpwatch::store::protocols::{self, Protocol};
 use cpwatch::store::studies;
 
+/// `cpwatch compliance STUDY`: who is silent and whose days count, as of today.
+pub(super) fn compliance(conn: &Connection, study: &str, json: bool, csv: bool) -> anyhow::Result<()> {
+    let today = chrono::Local::now().date_naive();
+    let protocol = protocols::protocol(conn, study)?;
+    let inputs = cpwatch::store::compliance::inputs(conn, study, today)?;
+    let c = cpwatch::compliance::study(study, &protocol, &inputs, today, Utc::now());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+        return Ok(());
+    }
+    if csv {
+        cpwatch::compliance::write_csv(&mut std::io::stdout().lock(), &c)?;
+        return Ok(());
+    }
+    println!("study {study}: {}", describe(&protocol));
+    println!(
+        "{} subject(s): {} silent, {} below target this week (week of {})",
+        c.subjects.len(),
+        c.silent,
+        c.below_target,
+        c.week_start
+    );
+    for s in &c.subjects {
+        let name = s.label.as_deref().map_or_else(String::new, |l| format!(" ({l})"));
+        let silent = s.silent_since.map_or_else(String::new, |t| {
+            format!(
+                ", SILENT for {} days since {}",
+                s.days_since_upload.unwrap_or_default(),
+                t.format("%Y-%m-%d")
+            )
+        });
+        let roster = if s.on_roster { "" } else { ", not on the roster" };
+        println!(
+            "  {}{name}: {} valid day(s) this week, {} in the last 7, {} in the last 28{silent}{roster}",
+            s.subject_id, s.week_valid_days, s.valid_days_last_7, s.valid_days_last_28
+        );
+    }
+    Ok(())
+}
+
 #[derive(Debug, Subcommand)]
 pub(super) enum StudiesCommand {
     /// List the studies with their names and protocols.

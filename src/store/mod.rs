@@ -10,6 +10,7 @@ pub mod retention;
 mod schema;
 pub mod writer;
 
+pub mod compliance;
 pub mod deliveries;
 pub mod listing;
 pub mod protocols;

@@ -61,3 +61,55 @@ fn a_protocol_is_set_from_the_command_line_and_bad_values_are_refused() {
     dir.run_ok(&["studies", "set", "189", "--monitoring-from", "none"], &[]);
     assert_eq!(protocol(&dir, "189")["monitoring_from"], Value::Null, "`none` clears a date");
 }
+
+/// `cpwatch compliance` on deliveries sent through a real receiver: the numbers match a
+/// hand computation. Subject 1042 has yesterday valid (600 min) and the day before not
+/// (599), and uploaded now; 1043 sent a day's statistics but no upload, so with
+/// monitoring begun ten days ago it is silent since then.
+#[test]
+fn compliance_counts_valid_days_and_silence_from_deliveries() {
+    use crate::harness::{client, Delivery};
+    let dir = DataDir::new();
+    let today = chrono::Local::now().date_naive();
+    let ago = |n: i64| (today - chrono::Duration::days(n)).format("%Y-%m-%d").to_string();
+    dir.run_ok(&["studies", "set", "189", "--monitoring-from", &ago(10)], &[]);
+    let server = dir.serve();
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let daily = |id: &str, subject: &str, day: String, wear: u32| {
+        let body = serde_json::json!({ "studyId": 189, "subjectId": subject, "date": format!("{day}T00:00:00"),
+            "epochAggregation": { "wearMinutes": wear, "nonWearMinutes": 1440 - wear } });
+        Delivery::new(cpwatch::event::DAILY_STATISTICS_COMPLETE, id, body.to_string())
+    };
+    for d in [
+        daily("d-1", "1042", ago(1), 600),
+        daily("d-2", "1042", ago(2), 599),
+        daily("d-3", "1043", ago(1), 900),
+        Delivery::upload("u-1", "189", "7001", "completed")
+            .with_body(r#"{"status":"completed","uploadId":"7001","subjectId":"1042","studyId":"189"}"#),
+    ] {
+        let reply = rt.block_on(d.post(&client(), &server.url));
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    let c: Value =
+        serde_json::from_str(&dir.run_ok(&["compliance", "189", "--json"], &[])).expect("compliance JSON");
+    let subject =
+        |id: &str| c["subjects"].as_array().and_then(|l| l.iter().find(|s| s["subject_id"] == id)).cloned();
+    let a = subject("1042").unwrap_or_else(|| panic!("1042 is listed: {c}"));
+    assert_eq!(a["valid_days_last_7"], 1, "600 counts, 599 does not: {a}");
+    assert_eq!(a["days_observed_last_28"], 2, "{a}");
+    assert_eq!(a["silent"], false, "it uploaded now: {a}");
+    let b = subject("1043").unwrap_or_else(|| panic!("1043 is listed: {c}"));
+    assert_eq!(b["silent"], true, "no upload since monitoring began: {b}");
+    assert_eq!(b["valid_days_last_7"], 1, "{b}");
+    assert_eq!(c["silent"], 1, "{c}");
+    assert_eq!(c["subjects"][0]["subject_id"], "1043", "silent first: {c}");
+
+    let csv = dir.run_ok(&["compliance", "189", "--csv"], &[]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("subject_id,label,on_roster,valid_days_last_7"), "{csv}");
+    assert_eq!(lines.len(), 3, "a header and a row per subject: {csv}");
+    assert!(lines[2].starts_with("\"1042\"") || lines[2].starts_with("1042"), "{csv}");
+    let text = dir.run_ok(&["compliance", "189"], &[]);
+    assert!(text.contains("1 silent"), "{text}");
+    server.stop();
+}

@@ -1,5 +1,5 @@
 //! `GET /api/studies`, `PUT /api/studies/{study}` (its name and its compliance
-//! protocol), and a study's subjects:
+//! protocol), `GET /api/studies/{study}/compliance`, and a study's subjects:
 //! `/api/studies/{study}/subjects` and one subject's uploads and events.
 
 use axum::extract::{Path, Query, State};
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{db, non_empty, FilterParams};
 use crate::dashboard::error::{ok, ApiError, ApiResult};
 use crate::dashboard::DashboardState;
+use crate::store::compliance as store_compliance;
 use crate::store::listing::Page;
 use crate::store::protocols::{self, Protocol};
 use crate::store::subjects::{self, SubjectEvent, SubjectRow};
@@ -21,6 +22,7 @@ pub(super) fn routes() -> Router<DashboardState> {
     Router::new()
         .route("/studies", get(list))
         .route("/studies/{study}", put(name))
+        .route("/studies/{study}/compliance", get(compliance))
         .route("/studies/{study}/subjects", get(subjects))
         .route("/studies/{study}/subjects/{subject}", get(subject))
 }
@@ -94,6 +96,18 @@ async fn name(
         let label = studies::label(&tx, &study)?;
         tx.commit()?;
         Ok(Updated { study_id: study, label, protocol: p })
+    })
+    .await
+    .and_then(ok)
+}
+
+/// Who is silent and whose days count, as of today (the local date).
+async fn compliance(State(state): State<DashboardState>, Path(study): Path<String>) -> ApiResult {
+    db(&state, move |conn| {
+        let today = chrono::Local::now().date_naive();
+        let protocol = protocols::protocol(conn, &study)?;
+        let inputs = store_compliance::inputs(conn, &study, today)?;
+        Ok(crate::compliance::study(&study, &protocol, &inputs, today, chrono::Utc::now()))
     })
     .await
     .and_then(ok)

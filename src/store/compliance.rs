@@ -1,0 +1,78 @@
+//! What the compliance rules read: a study's subjects (its roster and those seen in
+//! deliveries), each one's last upload, and the subject-days' wear time of the last
+//! weeks.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDate};
+use rusqlite::Connection;
+
+use super::from_ms;
+use crate::compliance::SubjectInput;
+
+/// Complete days the rules look back over (28), and the current week.
+const DAYS_READ: i64 = 28 + 7;
+
+fn date(text: Option<String>) -> Option<NaiveDate> {
+    text.and_then(|t| NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok())
+}
+
+/// Every subject of `study_id` with what the rules need, as of `today`.
+pub fn inputs(conn: &Connection, study_id: &str, today: NaiveDate) -> rusqlite::Result<Vec<SubjectInput>> {
+    let mut subjects: BTreeMap<String, SubjectInput> = BTreeMap::new();
+    let blank = |id: &str| SubjectInput {
+        subject_id: id.to_string(),
+        label: None,
+        on_roster: false,
+        enrolled_on: None,
+        expected_until: None,
+        last_upload_at: None,
+        wear: BTreeMap::new(),
+    };
+    let mut seen = conn.prepare_cached(
+        "SELECT subject_id, subject_identifier, last_upload_at FROM subjects WHERE study_id = ?1",
+    )?;
+    let rows = seen.query_map([study_id], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, Option<i64>>(2)?))
+    })?;
+    for row in rows {
+        let (id, identifier, last) = row?;
+        let s = subjects.entry(id.clone()).or_insert_with(|| blank(&id));
+        s.label = identifier;
+        s.last_upload_at = last.filter(|ms| *ms > 0).map(from_ms);
+    }
+    let mut roster = conn.prepare_cached(
+        "SELECT subject_id, label, enrolled_on, expected_until FROM roster WHERE study_id = ?1",
+    )?;
+    let rows = roster.query_map([study_id], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, Option<String>>(1)?,
+            row.get::<_, Option<String>>(2)?,
+            row.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, label, enrolled, until) = row?;
+        let s = subjects.entry(id.clone()).or_insert_with(|| blank(&id));
+        s.on_roster = true;
+        s.label = label.or(s.label.take());
+        s.enrolled_on = date(enrolled);
+        s.expected_until = date(until);
+    }
+    let first = (today - Duration::days(DAYS_READ)).format("%Y-%m-%d").to_string();
+    let mut days = conn.prepare_cached(
+        "SELECT subject_id, day, wear_minutes FROM subject_days
+         WHERE study_id = ?1 AND day >= ?2 AND wear_minutes IS NOT NULL",
+    )?;
+    let rows = days.query_map(rusqlite::params![study_id, first], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, f64>(2)?))
+    })?;
+    for row in rows {
+        let (id, day, wear) = row?;
+        if let (Some(s), Some(day)) = (subjects.get_mut(&id), date(Some(day))) {
+            s.wear.insert(day, wear);
+        }
+    }
+    Ok(subjects.into_values().collect())
+}
