@@ -2,6 +2,7 @@
 //! group, each printing its command's output. `main.rs` only calls [`main`].
 
 mod history;
+mod roster;
 mod send;
 mod serve;
 mod status;
@@ -20,6 +21,7 @@ use cpwatch::receive::auth::Secret;
 use cpwatch::store;
 
 use history::{DeliveriesCommand, ExportArgs, FilterArgs, UploadsCommand};
+use roster::RosterCommand;
 use send::SendArgs;
 use serve::ServeArgs;
 use webhooks::WebhooksCommand;
@@ -57,6 +59,9 @@ enum Command {
     /// Configure authentication per webhook id.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Who each study expects: import a roster from a CSV file, show it beside who has sent.
+    #[command(subcommand)]
+    Roster(RosterCommand),
     /// List uploads, or show one with its timeline.
     Uploads {
         #[command(subcommand)]
@@ -122,6 +127,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Send(args) => send::run(&config, *args),
         Command::Webhooks(command) => {
             webhooks::run(&open_store(&config)?, command)?;
+            Ok(ok)
+        }
+        Command::Roster(command) => {
+            roster::run(&open_store(&config)?, command)?;
             Ok(ok)
         }
         Command::Uploads { command, filter } => {
