@@ -113,10 +113,10 @@ const EXPECTED_UNTIL: &str = "expected_until";
 pub fn parse_csv(bytes: &[u8]) -> Result<Vec<RosterEntry>, RosterError> {
     let text = decode(bytes)?;
     let separator = separator(text);
-    let (records, mut problems) = records(text, separator);
+    let (records, unclosed) = records(text, separator);
     let mut records = records.into_iter().filter(|r| !r.fields.iter().all(|f| f.trim().is_empty()));
     let Some(header) = records.next() else {
-        if let Some(unclosed) = problems.pop() {
+        if let Some(unclosed) = unclosed {
             return Err(RosterError::from_problems(vec![unclosed]));
         }
         return Err(RosterError::one(
@@ -125,6 +125,7 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<RosterEntry>, RosterError> {
         ));
     };
     let columns = Columns::read(&header)?;
+    let mut problems: Vec<Problem> = unclosed.into_iter().collect();
     let mut entries = Vec::new();
     let mut first_line: HashMap<String, usize> = HashMap::new();
     for record in records {
@@ -189,9 +190,9 @@ struct Record {
     problem: Option<String>,
 }
 
-/// Splits the text into rows of values; the problems are those that end the reading
-/// (a quote never closed).
-fn records(text: &str, separator: char) -> (Vec<Record>, Vec<Problem>) {
+/// Splits the text into rows of values, up to the end or to a quote never closed, which
+/// is the problem returned beside them.
+fn records(text: &str, separator: char) -> (Vec<Record>, Option<Problem>) {
     let mut records = Vec::new();
     let mut line = 1;
     let mut chars = text.chars().peekable();
@@ -206,7 +207,7 @@ fn records(text: &str, separator: char) -> (Vec<Record>, Vec<Problem>) {
             let Some(c) = chars.next() else {
                 if quoted {
                     let message = "a quoted value is never closed: a \" is missing".to_string();
-                    return (records, vec![Problem { line: record.line, message }]);
+                    return (records, Some(Problem { line: record.line, message }));
                 }
                 ended = true;
                 break;
@@ -240,7 +241,10 @@ fn records(text: &str, separator: char) -> (Vec<Record>, Vec<Problem>) {
                 was_quoted = true;
             } else if was_quoted && !c.is_whitespace() {
                 record.problem.get_or_insert_with(|| {
-                    format!("text after the closing quote of a value: quote the whole value and double a \" inside it ({c:?} follows it)")
+                    format!(
+                        "text after the closing quote of a value ({c:?}): \
+                         quote the whole value, and double each \" inside it"
+                    )
                 });
             } else if !was_quoted {
                 field.push(c);
@@ -249,7 +253,7 @@ fn records(text: &str, separator: char) -> (Vec<Record>, Vec<Problem>) {
         record.fields.push(field);
         records.push(record);
         if ended {
-            return (records, Vec::new());
+            return (records, None);
         }
     }
 }

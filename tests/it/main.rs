@@ -27,6 +27,7 @@ mod notify;
 mod reachability;
 mod receiver;
 mod retry_storm;
+mod roster;
 mod signature;
 mod storage_faults;
 mod store;
