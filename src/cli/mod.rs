@@ -2,6 +2,7 @@
 //! group, each printing its command's output. `main.rs` only calls [`main`].
 
 mod history;
+mod roster;
 mod send;
 mod serve;
 mod status;
@@ -21,6 +22,7 @@ use cpwatch::receive::auth::Secret;
 use cpwatch::store;
 
 use history::{DeliveriesCommand, ExportArgs, FilterArgs, UploadsCommand};
+use roster::RosterCommand;
 use send::SendArgs;
 use serve::ServeArgs;
 use studies::StudiesCommand;
@@ -71,6 +73,9 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Who each study expects: import a roster from a CSV file, show it beside who has sent.
+    #[command(subcommand)]
+    Roster(RosterCommand),
     /// List uploads, or show one with its timeline.
     Uploads {
         #[command(subcommand)]
@@ -144,6 +149,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Compliance { study, json, csv } => {
             studies::compliance(&open_store(&config)?, &study, json, csv)?;
+            Ok(ok)
+        }
+        Command::Roster(command) => {
+            roster::run(&open_store(&config)?, command)?;
             Ok(ok)
         }
         Command::Uploads { command, filter } => {

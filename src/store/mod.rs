@@ -1,4 +1,4 @@
-//! Durable storage in one SQLite file: deliveries, uploads, studies, subjects,
+//! Durable storage in one SQLite file: deliveries, uploads, studies, subjects, rosters,
 //! webhook authentication and the refused-request log.
 //!
 //! Every write goes through the single [`writer`] thread, which commits many
@@ -15,6 +15,7 @@ pub mod deliveries;
 pub mod listing;
 pub mod protocols;
 pub mod refused;
+pub mod roster;
 pub mod settings;
 pub mod status;
 pub mod studies;

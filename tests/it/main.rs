@@ -28,6 +28,7 @@ mod protocol;
 mod reachability;
 mod receiver;
 mod retry_storm;
+mod roster;
 mod signature;
 mod storage_faults;
 mod store;

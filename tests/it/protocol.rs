@@ -62,10 +62,11 @@ fn a_protocol_is_set_from_the_command_line_and_bad_values_are_refused() {
     assert_eq!(protocol(&dir, "189")["monitoring_from"], Value::Null, "`none` clears a date");
 }
 
-/// `cpwatch compliance` on deliveries sent through a real receiver: the numbers match a
-/// hand computation. Subject 1042 has yesterday valid (600 min) and the day before not
-/// (599), and uploaded now; 1043 sent a day's statistics but no upload, so with
-/// monitoring begun ten days ago it is silent since then.
+/// `cpwatch compliance` on deliveries sent through a real receiver and a roster: the
+/// numbers match a hand computation. Subject 1042 has yesterday valid (600 min) and the
+/// day before not (599), and uploaded now; 1043 sent a day's statistics but no upload, so
+/// with monitoring begun ten days ago it is silent since then; 1044 is on the roster from
+/// five days ago and never synced.
 #[test]
 fn compliance_counts_valid_days_and_silence_from_deliveries() {
     use crate::harness::{client, Delivery};
@@ -73,6 +74,14 @@ fn compliance_counts_valid_days_and_silence_from_deliveries() {
     let today = chrono::Local::now().date_naive();
     let ago = |n: i64| (today - chrono::Duration::days(n)).format("%Y-%m-%d").to_string();
     dir.run_ok(&["studies", "set", "189", "--monitoring-from", &ago(10)], &[]);
+    // 1044 is expected from five days ago and never synced; 1043 is not on the roster.
+    let roster = dir.dir.parent().expect("the test's temp dir").join("roster.csv");
+    std::fs::write(
+        &roster,
+        format!("subject_id;label;enrolled_on\n1042;Anna;{}\n1044;Ben;{}\n", ago(20), ago(5)),
+    )
+    .expect("write the roster");
+    dir.run_ok(&["roster", "import", "189", &roster.display().to_string()], &[]);
     let server = dir.serve();
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     let daily = |id: &str, subject: &str, day: String, wear: u32| {
@@ -101,15 +110,22 @@ fn compliance_counts_valid_days_and_silence_from_deliveries() {
     let b = subject("1043").unwrap_or_else(|| panic!("1043 is listed: {c}"));
     assert_eq!(b["silent"], true, "no upload since monitoring began: {b}");
     assert_eq!(b["valid_days_last_7"], 1, "{b}");
-    assert_eq!(c["silent"], 1, "{c}");
-    assert_eq!(c["subjects"][0]["subject_id"], "1043", "silent first: {c}");
+    assert_eq!(b["on_roster"], false, "marked as not on the roster: {b}");
+    let never = subject("1044").unwrap_or_else(|| panic!("a roster member who never synced is listed: {c}"));
+    assert_eq!(never["silent"], true, "expected since five days ago: {never}");
+    assert_eq!(never["label"], "Ben", "{never}");
+    assert_eq!(never["days_since_upload"], 5, "counted from the later of monitoring and enrolment: {never}");
+    assert_eq!(a["label"], "Anna", "the roster's label: {a}");
+    assert_eq!(c["silent"], 2, "{c}");
+    assert_eq!(c["subjects"][0]["subject_id"], "1043", "the longest silence first: {c}");
 
     let csv = dir.run_ok(&["compliance", "189", "--csv"], &[]);
     let lines: Vec<&str> = csv.lines().collect();
     assert!(lines[0].starts_with("subject_id,label,on_roster,valid_days_last_7"), "{csv}");
-    assert_eq!(lines.len(), 3, "a header and a row per subject: {csv}");
-    assert!(lines[2].starts_with("\"1042\"") || lines[2].starts_with("1042"), "{csv}");
+    assert_eq!(lines.len(), 4, "a header and a row per subject: {csv}");
+    assert!(lines[3].contains("1042"), "the one not silent last: {csv}");
+    assert!(lines[1].contains("not on the roster"), "{csv}");
     let text = dir.run_ok(&["compliance", "189"], &[]);
-    assert!(text.contains("1 silent"), "{text}");
+    assert!(text.contains("2 silent"), "{text}");
     server.stop();
 }
