@@ -176,6 +176,19 @@ pub fn study(
     }
 }
 
+/// The morning digest's line for a study: "Sleep study: 3 silent, 5 below target, 12
+/// uploads yesterday, 1 failed".
+pub fn digest_line(name: &str, c: &StudyCompliance, uploads_yesterday: i64, failed_yesterday: i64) -> String {
+    format!(
+        "{name}: {} silent, {} below target, {} upload{} yesterday, {} failed",
+        c.silent,
+        c.below_target,
+        uploads_yesterday,
+        if uploads_yesterday == 1 { "" } else { "s" },
+        failed_yesterday
+    )
+}
+
 /// The coordinator's report: one CSV row per subject, in the study's order.
 pub fn write_csv(out: &mut impl std::io::Write, c: &StudyCompliance) -> std::io::Result<()> {
     use crate::export::csv_field;
@@ -238,6 +251,16 @@ mod tests {
             last_upload_at: last_upload_days_ago.map(|d| now() - Duration::days(d)),
             wear: wear.iter().copied().collect(),
         }
+    }
+
+    #[test]
+    fn the_digest_line_says_who_to_call_and_what_came_yesterday() {
+        let c = study("189", &Protocol::default(), &[who("1", &[], Some(5))], today(), now());
+        assert_eq!(
+            digest_line("Sleep study", &c, 12, 1),
+            "Sleep study: 1 silent, 0 below target, 12 uploads yesterday, 1 failed"
+        );
+        assert!(digest_line("Study 7", &c, 1, 0).contains("1 upload yesterday"));
     }
 
     #[test]

@@ -73,6 +73,11 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// The morning digest: per study, who is silent, who is below target, yesterday's uploads.
+    Digest {
+        #[arg(long)]
+        study: Option<String>,
+    },
     /// Who each study expects: import a roster from a CSV file, show it beside who has sent.
     #[command(subcommand)]
     Roster(RosterCommand),
@@ -149,6 +154,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Compliance { study, json, csv } => {
             studies::compliance(&open_store(&config)?, &study, json, csv)?;
+            Ok(ok)
+        }
+        Command::Digest { study } => {
+            studies::digest(&open_store(&config)?, study.as_deref())?;
             Ok(ok)
         }
         Command::Roster(command) => {

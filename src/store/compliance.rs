@@ -76,3 +76,13 @@ pub fn inputs(conn: &Connection, study_id: &str, today: NaiveDate) -> rusqlite::
     }
     Ok(subjects.into_values().collect())
 }
+
+/// Uploads first seen on `day` (a local day), and how many of them failed.
+pub fn uploads_on(conn: &Connection, study_id: &str, day: NaiveDate) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(
+        "SELECT coalesce(sum(uploads), 0), coalesce(sum(CASE WHEN status = 'error' THEN uploads END), 0)
+         FROM upload_days WHERE study_id = ?1 AND day = ?2",
+        rusqlite::params![study_id, day.format("%Y-%m-%d").to_string()],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+}

@@ -127,5 +127,13 @@ fn compliance_counts_valid_days_and_silence_from_deliveries() {
     assert!(lines[1].contains("not on the roster"), "{csv}");
     let text = dir.run_ok(&["compliance", "189"], &[]);
     assert!(text.contains("2 silent"), "{text}");
+
+    // The digest, for scripts and mail: the upload came today, so none yesterday.
+    let digest = dir.run_ok(&["digest", "--study", "189"], &[]);
+    assert!(digest.starts_with("Study 189: 2 silent, "), "{digest}");
+    assert!(digest.trim_end().ends_with("below target, 0 uploads yesterday, 0 failed"), "{digest}");
+    let out = dir.run(&["digest", "--study", "999"], &[]);
+    assert!(!out.status.success(), "an unknown study is an error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no study 999"), "{out:?}");
     server.stop();
 }
