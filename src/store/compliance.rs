@@ -86,3 +86,28 @@ pub fn uploads_on(conn: &Connection, study_id: &str, day: NaiveDate) -> rusqlite
         |row| Ok((row.get(0)?, row.get(1)?)),
     )
 }
+
+/// Each subject's wear minutes per day from `from` to `to` (subject-local days), for the
+/// day-by-day columns.
+pub fn days(
+    conn: &Connection,
+    study_id: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> rusqlite::Result<BTreeMap<String, BTreeMap<NaiveDate, Option<f64>>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT subject_id, day, wear_minutes FROM subject_days WHERE study_id = ?1 AND day >= ?2 AND day <= ?3",
+    )?;
+    let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+    let rows = stmt.query_map(rusqlite::params![study_id, fmt(from), fmt(to)], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<f64>>(2)?))
+    })?;
+    let mut out: BTreeMap<String, BTreeMap<NaiveDate, Option<f64>>> = BTreeMap::new();
+    for row in rows {
+        let (subject, day, wear) = row?;
+        if let Some(day) = date(Some(day)) {
+            out.entry(subject).or_default().insert(day, wear);
+        }
+    }
+    Ok(out)
+}

@@ -692,3 +692,45 @@ async fn a_studys_protocol_is_set_field_by_field_and_invalid_values_are_refused(
     assert_eq!(cleared["protocol"]["monitoring_from"], Value::Null, "a date is cleared with null");
     h.stop().await;
 }
+
+/// `GET /api/studies/{study}/compliance`: the subjects' standing, and with `from` and
+/// `to` each one's days in that range, valid against the study's threshold.
+#[tokio::test]
+async fn compliance_gives_each_subjects_days_in_a_range_and_refuses_bad_ranges() {
+    let h = Harness::start().await;
+    let (status, _) =
+        h.send_json(reqwest::Method::PUT, "/api/studies/189", json!({ "valid_day_minutes": 700 })).await;
+    assert_eq!(status, 200);
+    for (date, wear) in [("2026-11-02", 700), ("2026-11-03", 699), ("2026-12-01", 900)] {
+        let body = json!({ "studyId": 189, "subjectId": 44732, "date": format!("{date}T00:00:00"),
+                           "epochAggregation": { "wearMinutes": wear, "nonWearMinutes": 1440 - wear } });
+        assert_eq!(h.deliver("daily_statistics_complete", &body.to_string(), None).await, 200);
+    }
+    let (status, plain) = h.get("/api/studies/189/compliance").await;
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(plain["protocol"]["valid_day_minutes"], 700, "{plain}");
+    assert_eq!(plain["subjects"][0]["subject_id"], "44732", "{plain}");
+    assert!(plain["subjects"][0].get("days").is_none(), "no days without a range: {plain}");
+
+    let (status, ranged) = h.get("/api/studies/189/compliance?from=2026-11-01&to=2026-11-30").await;
+    assert_eq!(status, 200, "{ranged}");
+    assert_eq!(
+        ranged["subjects"][0]["days"],
+        json!([
+            { "day": "2026-11-02", "wear_minutes": 700.0, "valid": true },
+            { "day": "2026-11-03", "wear_minutes": 699.0, "valid": false },
+        ]),
+        "700 is valid at this study's 700, 699 is not; 1 December is outside: {ranged}"
+    );
+    assert_eq!((ranged["from"].clone(), ranged["to"].clone()), (json!("2026-11-01"), json!("2026-11-30")));
+    for bad in [
+        "from=2026-11-30&to=2026-11-01",
+        "from=2025-01-01&to=2026-12-01",
+        "from=2026-11-01",
+        "from=yesterday&to=2026-11-01",
+    ] {
+        let (status, error) = h.get(&format!("/api/studies/189/compliance?{bad}")).await;
+        assert_eq!(status, 400, "{bad} is refused: {error}");
+    }
+    h.stop().await;
+}

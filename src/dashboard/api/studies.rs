@@ -101,13 +101,104 @@ async fn name(
     .and_then(ok)
 }
 
-/// Who is silent and whose days count, as of today (the local date).
-async fn compliance(State(state): State<DashboardState>, Path(study): Path<String>) -> ApiResult {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComplianceParams {
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+}
+
+/// One subject-day for the day-by-day columns.
+#[derive(Serialize)]
+struct Day {
+    day: chrono::NaiveDate,
+    wear_minutes: Option<f64>,
+    valid: bool,
+}
+
+#[derive(Serialize)]
+struct SubjectDays {
+    #[serde(flatten)]
+    compliance: crate::compliance::SubjectCompliance,
+    /// With `from` and `to`: the subject's days in that range that have statistics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    days: Option<Vec<Day>>,
+}
+
+/// The study's compliance as `crate::compliance::StudyCompliance` has it, each subject
+/// with its days when a range is asked for.
+#[derive(Serialize)]
+struct Compliance {
+    study_id: String,
+    protocol: Protocol,
+    today: chrono::NaiveDate,
+    week_start: chrono::NaiveDate,
+    silent: usize,
+    below_target: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<chrono::NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<chrono::NaiveDate>,
+    subjects: Vec<SubjectDays>,
+}
+
+/// Longest range of day-by-day columns one request gives.
+const MAX_DAYS: i64 = 366;
+
+/// Who is silent and whose days count, as of today (the local date); with `from` and `to`
+/// (`YYYY-MM-DD`, at most a year), each subject's days in that range too.
+async fn compliance(
+    State(state): State<DashboardState>,
+    Path(study): Path<String>,
+    Query(params): Query<ComplianceParams>,
+) -> ApiResult {
+    let range = match (params.from, params.to) {
+        (None, None) => None,
+        (Some(from), Some(to)) if to < from => return Err(ApiError::bad_request("`to` is before `from`")),
+        (Some(from), Some(to)) if (to - from).num_days() >= MAX_DAYS => {
+            return Err(ApiError::bad_request("at most 366 days at once"))
+        }
+        (Some(from), Some(to)) => Some((from, to)),
+        _ => return Err(ApiError::bad_request("give both `from` and `to` (YYYY-MM-DD), or neither")),
+    };
     db(&state, move |conn| {
         let today = chrono::Local::now().date_naive();
         let protocol = protocols::protocol(conn, &study)?;
         let inputs = store_compliance::inputs(conn, &study, today)?;
-        Ok(crate::compliance::study(&study, &protocol, &inputs, today, chrono::Utc::now()))
+        let result = crate::compliance::study(&study, &protocol, &inputs, today, chrono::Utc::now());
+        let mut by_subject = match range {
+            Some((from, to)) => store_compliance::days(conn, &study, from, to)?,
+            None => Default::default(),
+        };
+        let threshold = f64::from(protocol.valid_day_minutes);
+        let subjects = result
+            .subjects
+            .into_iter()
+            .map(|compliance| {
+                let days = range.map(|_| {
+                    let days = by_subject.remove(&compliance.subject_id).unwrap_or_default();
+                    days.into_iter()
+                        .map(|(day, wear_minutes)| Day {
+                            day,
+                            wear_minutes,
+                            valid: wear_minutes.is_some_and(|w| w >= threshold),
+                        })
+                        .collect()
+                });
+                SubjectDays { compliance, days }
+            })
+            .collect();
+        Ok(Compliance {
+            study_id: result.study_id,
+            protocol: result.protocol,
+            today: result.today,
+            week_start: result.week_start,
+            silent: result.silent,
+            below_target: result.below_target,
+            from: range.map(|r| r.0),
+            to: range.map(|r| r.1),
+            subjects,
+        })
     })
     .await
     .and_then(ok)
