@@ -5,7 +5,7 @@ use chrono::{NaiveDate, Utc};
 use clap::Subcommand;
 use rusqlite::Connection;
 
-use cpwatch::store::protocols::{self, Protocol};
+use cpwatch::store::protocols::{self, Protocol, ProtocolChange};
 use cpwatch::store::studies;
 
 /// `cpwatch compliance STUDY`: who is silent and whose days count, as of today.
@@ -144,26 +144,25 @@ pub(super) fn run(conn: &Connection, command: StudiesCommand) -> anyhow::Result<
             if study.trim().is_empty() || study.len() > 128 || !study.chars().all(|c| c.is_ascii_graphic()) {
                 bail!("{study:?} is not a study id");
             }
-            let before = protocols::protocol(conn, &study)?;
-            let p = Protocol {
-                valid_day_minutes: valid_day_minutes.unwrap_or(before.valid_day_minutes),
-                valid_days_per_week: valid_days_per_week.unwrap_or(before.valid_days_per_week),
-                weekend_day_required: weekend_day_required.unwrap_or(before.weekend_day_required),
-                silent_after_days: silent_after_days.unwrap_or(before.silent_after_days),
-                monitoring_from: monitoring_from.map_or(before.monitoring_from, |d| d.0),
-                monitoring_until: monitoring_until.map_or(before.monitoring_until, |d| d.0),
+            let change = ProtocolChange {
+                valid_day_minutes,
+                valid_days_per_week,
+                weekend_day_required,
+                silent_after_days,
+                monitoring_from: monitoring_from.map(|d| d.0),
+                monitoring_until: monitoring_until.map(|d| d.0),
             };
-            p.validate()?;
-            if p != before {
-                protocols::set_protocol(conn, &study, &p, Utc::now())?;
+            let label = label.map(|l| l.trim().to_string());
+            if label.as_ref().is_some_and(|l| l.chars().count() > 100) {
+                bail!("a study name has at most 100 characters");
             }
-            if let Some(label) = label {
-                let label = label.trim();
-                if label.chars().count() > 100 {
-                    bail!("a study name has at most 100 characters");
-                }
-                studies::set_label(conn, &study, (!label.is_empty()).then_some(label))?;
+            // One transaction: a protocol refused leaves the name as it was too.
+            let tx = cpwatch::store::immediate(conn)?;
+            let p = protocols::change(&tx, &study, &change, Utc::now())?;
+            if let Some(label) = &label {
+                studies::set_label(&tx, &study, Some(label.as_str()).filter(|l| !l.is_empty()))?;
             }
+            tx.commit()?;
             println!("study {study}: {}", describe(&p));
             Ok(())
         }

@@ -240,17 +240,11 @@ impl Monitor {
         }
     }
 
-    /// Finds the public URL: the first source that has one wins. Also says whether the
-    /// source of the URL known so far answered with something unusable (then that URL is
-    /// kept as it is: a busy agent is not a tunnel that ended).
-    async fn find(&mut self) -> (Option<PublicUrl>, bool) {
-        let known = self.status.public_url.as_ref().map(|p| p.source);
-        let mut known_erred = false;
-        let found = self.find_first(known, &mut known_erred).await;
-        (found, known_erred)
-    }
-
-    async fn find_first(&mut self, known: Option<Source>, known_erred: &mut bool) -> Option<PublicUrl> {
+    /// Finds the public URL: the first source that has one wins. When the source of the
+    /// URL known so far answers with something unusable, that URL is kept as it is: a
+    /// busy agent is not a tunnel that ended.
+    async fn find(&mut self) -> Option<PublicUrl> {
+        let known = self.status.public_url.clone();
         let configured = self.setup.configured_url.clone();
         let prefs = self.setup.pool.run(|conn| Ok(settings::preferences(conn)?)).await;
         let configured = match prefs {
@@ -265,25 +259,27 @@ impl Monitor {
             return Some(PublicUrl::new(&url, &path, Source::Config));
         }
         let client = self.setup.discovery_client.clone();
-        if let Some(tunnel) = self.setup.tunnel.clone() {
-            let found = match tunnel.url_source() {
-                UrlSource::Cloudflared { metrics } => discover::cloudflared(&client, &[metrics]).await,
-                UrlSource::Ngrok { web_addr, port } => discover::ngrok(&client, &web_addr, port).await,
+        for source in [Source::Managed, Source::Ngrok, Source::Cloudflared] {
+            let found = match source {
+                Source::Managed => match self.setup.tunnel.as_ref().map(|t| t.url_source()) {
+                    Some(UrlSource::Cloudflared { metrics }) => {
+                        discover::cloudflared(&client, &[metrics]).await
+                    }
+                    Some(UrlSource::Ngrok { web_addr, port }) => {
+                        discover::ngrok(&client, &web_addr, port).await
+                    }
+                    None => continue,
+                },
+                Source::Ngrok => discover::ngrok(&client, &self.setup.ngrok_web_addr, self.setup.port).await,
+                _ => discover::cloudflared(&client, &self.setup.cloudflared_metrics).await,
             };
-            *known_erred |= found.is_err() && known == Some(Source::Managed);
-            if let Some(url) = self.found(Source::Managed, found) {
-                return Some(PublicUrl::new(&url, &path, Source::Managed));
+            let erred = found.is_err();
+            if let Some(url) = self.found(source, found) {
+                return Some(PublicUrl::new(&url, &path, source));
             }
-        }
-        let found = discover::ngrok(&client, &self.setup.ngrok_web_addr, self.setup.port).await;
-        *known_erred |= found.is_err() && known == Some(Source::Ngrok);
-        if let Some(url) = self.found(Source::Ngrok, found) {
-            return Some(PublicUrl::new(&url, &path, Source::Ngrok));
-        }
-        let found = discover::cloudflared(&client, &self.setup.cloudflared_metrics).await;
-        *known_erred |= found.is_err() && known == Some(Source::Cloudflared);
-        if let Some(url) = self.found(Source::Cloudflared, found) {
-            return Some(PublicUrl::new(&url, &path, Source::Cloudflared));
+            if erred && known.as_ref().is_some_and(|k| k.source == source) {
+                return known;
+            }
         }
         None
     }
@@ -311,14 +307,8 @@ impl Monitor {
     }
 
     async fn discover(&mut self) {
-        let (mut found, known_erred) = self.find().await;
+        let mut found = self.find().await;
         let now = Utc::now();
-        // The known URL's source answered with something unusable: keep the URL as it is.
-        if known_erred
-            && found.as_ref().map(|p| p.source) != self.status.public_url.as_ref().map(|p| p.source)
-        {
-            found = self.status.public_url.clone();
-        }
         // A tunnel's URL that disappears is a tunnel that ended, and CentrePoint still
         // posts to that URL: keep it, and count it as a failed probe (once per probe: a
         // discovery that follows a failed probe confirms it rather than doubling it).

@@ -214,6 +214,13 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A transaction that takes the write lock at once, for code outside the writer that
+/// reads and then writes: a deferred one fails with `SQLITE_BUSY_SNAPSHOT`, which no
+/// busy timeout waits out, when another connection commits between its read and its write.
+pub fn immediate(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+}
+
 /// Opens the store for the command line: creates the directory and file on first use.
 pub fn open_in(dir: &Path) -> Result<Connection, StoreError> {
     let path = prepare_data_dir(dir)?;

@@ -68,6 +68,47 @@ impl Protocol {
     }
 }
 
+/// A change to a protocol: each field given replaces it, one left out keeps it. The
+/// dates are `Some(None)` to clear them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProtocolChange {
+    pub valid_day_minutes: Option<u32>,
+    pub valid_days_per_week: Option<u32>,
+    pub weekend_day_required: Option<bool>,
+    pub silent_after_days: Option<u32>,
+    pub monitoring_from: Option<Option<NaiveDate>>,
+    pub monitoring_until: Option<Option<NaiveDate>>,
+}
+
+impl ProtocolChange {
+    pub fn applied_to(&self, p: &Protocol) -> Protocol {
+        Protocol {
+            valid_day_minutes: self.valid_day_minutes.unwrap_or(p.valid_day_minutes),
+            valid_days_per_week: self.valid_days_per_week.unwrap_or(p.valid_days_per_week),
+            weekend_day_required: self.weekend_day_required.unwrap_or(p.weekend_day_required),
+            silent_after_days: self.silent_after_days.unwrap_or(p.silent_after_days),
+            monitoring_from: self.monitoring_from.unwrap_or(p.monitoring_from),
+            monitoring_until: self.monitoring_until.unwrap_or(p.monitoring_until),
+        }
+    }
+}
+
+/// Changes a study's protocol, in the caller's transaction: validated first, stored only
+/// when it changes anything. Returns the protocol now in force.
+pub fn change(
+    conn: &Connection,
+    study_id: &str,
+    change: &ProtocolChange,
+    now: DateTime<Utc>,
+) -> Result<Protocol, super::StoreError> {
+    let before = protocol(conn, study_id)?;
+    let after = change.applied_to(&before);
+    if after != before {
+        set_protocol(conn, study_id, &after, now)?;
+    }
+    Ok(after)
+}
+
 /// A study's protocol: the one set, else the defaults.
 pub fn protocol(conn: &Connection, study_id: &str) -> rusqlite::Result<Protocol> {
     let day = |text: Option<String>| text.and_then(|t| NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok());

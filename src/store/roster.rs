@@ -419,8 +419,7 @@ pub fn import(
     entries: &[RosterEntry],
     now: DateTime<Utc>,
 ) -> rusqlite::Result<ImportSummary> {
-    // IMMEDIATE: it reads what is there, then writes, beside the writer and the monitor.
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let tx = super::immediate(conn)?;
     let mut before: HashMap<String, RosterEntry> = HashMap::new();
     {
         let mut stmt = tx.prepare(

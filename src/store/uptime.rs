@@ -68,9 +68,7 @@ pub struct Started {
 /// the later of its last heartbeat and its last delivery; the time from there to `now`
 /// is an outage. An unreachable period still open when it ended is closed at that end.
 pub fn start(conn: &Connection, now: DateTime<Utc>, pid: u32) -> rusqlite::Result<Started> {
-    // IMMEDIATE: it reads, then writes; a deferred one would fail if another connection
-    // committed in between (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let tx = super::immediate(conn)?;
     let previous: Option<(i64, i64, Option<i64>)> = tx
         .query_row("SELECT started_at, alive_at, stopped_at FROM runs ORDER BY id DESC LIMIT 1", [], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
@@ -118,7 +116,7 @@ pub fn alive(conn: &Connection, run: i64, now: DateTime<Utc>) -> rusqlite::Resul
 
 /// A clean stop at `now`; an unreachable period still open ends with it.
 pub fn stop(conn: &Connection, run: i64, now: DateTime<Utc>) -> rusqlite::Result<()> {
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let tx = super::immediate(conn)?;
     tx.execute(
         "UPDATE runs SET stopped_at = ?2, alive_at = max(alive_at, ?2) WHERE id = ?1",
         params![run, to_ms(now)],

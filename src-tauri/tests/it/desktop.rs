@@ -1111,6 +1111,28 @@ fn without_a_notification_server_or_a_session_bus_the_app_still_receives_and_say
     }
 }
 
+/// The app started hidden behind a real TLS reverse proxy (nginx, with a CA the test
+/// makes) as its public URL, probed every `probe_interval_secs`.
+fn launch_behind_proxy(desktop: &Desktop, data: &Path, probe_interval_secs: u64) -> (TlsProxy, App) {
+    let mut proxy = TlsProxy::new();
+    let listen = tls_proxy::free_port();
+    proxy.set_upstream(listen);
+    let listen = PathBuf::from(format!("127.0.0.1:{listen}"));
+    let origin = PathBuf::from(proxy.origin());
+    let interval = PathBuf::from(probe_interval_secs.to_string());
+    let app = desktop.launch_with(
+        data,
+        &["--hidden"],
+        &[
+            ("CPWATCH_LISTEN", &listen),
+            ("CPWATCH_PUBLIC_URL", &origin),
+            ("CPWATCH_EXTRA_CA_FILE", &proxy.ca_pem_path),
+            ("CPWATCH_PROBE_INTERVAL_SECS", &interval),
+        ],
+    );
+    (proxy, app)
+}
+
 /// The tunnel fails and comes back: a real TLS reverse proxy (nginx, with a CA the test
 /// makes) stands in for it in front of the app's receiver, which probes it every second.
 /// A person is told at once, critically, that CentrePoint cannot reach cpwatch, sees it
@@ -1120,24 +1142,9 @@ fn the_desktop_app_tells_when_centrepoint_cannot_reach_it_and_when_it_can_again(
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let desktop = Desktop::start(Session::Full);
     let data = prepare_data(desktop.dir.path());
-    let mut proxy = TlsProxy::new();
-    let listen = tls_proxy::free_port();
-    proxy.set_upstream(listen);
-    let origin = proxy.origin();
-    let public = format!("{origin}/webhook");
     let seen = desktop.last_notification_id();
-    let listen_addr = PathBuf::from(format!("127.0.0.1:{listen}"));
-    let app = desktop.launch_with(
-        &data,
-        &["--hidden"],
-        &[
-            ("CPWATCH_LISTEN", &listen_addr),
-            ("CPWATCH_PUBLIC_URL", Path::new(&origin)),
-            ("CPWATCH_EXTRA_CA_FILE", &proxy.ca_pem_path),
-            ("CPWATCH_PROBE_INTERVAL_SECS", Path::new("1")),
-        ],
-    );
-    let mut app = app;
+    let (mut proxy, mut app) = launch_behind_proxy(&desktop, &data, 1);
+    let public = format!("{}/webhook", proxy.origin());
     let (_, dashboard, _) = app.urls();
     let item = desktop.tray_item();
 
@@ -1201,21 +1208,8 @@ fn the_idle_desktop_app_does_no_work_between_probes() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let desktop = Desktop::start(Session::Full);
     let data = prepare_data(desktop.dir.path());
-    let mut proxy = TlsProxy::new();
-    let listen = tls_proxy::free_port();
-    proxy.set_upstream(listen);
-    let listen_addr = PathBuf::from(format!("127.0.0.1:{listen}"));
     let window = Duration::from_secs(30);
-    let mut app = desktop.launch_with(
-        &data,
-        &["--hidden"],
-        &[
-            ("CPWATCH_LISTEN", &listen_addr),
-            ("CPWATCH_PUBLIC_URL", Path::new(&proxy.origin())),
-            ("CPWATCH_EXTRA_CA_FILE", &proxy.ca_pem_path),
-            ("CPWATCH_PROBE_INTERVAL_SECS", Path::new("3600")),
-        ],
-    );
+    let (_proxy, mut app) = launch_behind_proxy(&desktop, &data, 3600);
     let (_, dashboard, _) = app.urls();
     let probed = eventually("the first probe says reachable", || {
         Some(api(&dashboard, "overview"))

@@ -13,7 +13,7 @@ use crate::dashboard::error::{ok, ApiError, ApiResult};
 use crate::dashboard::DashboardState;
 use crate::store::compliance as store_compliance;
 use crate::store::listing::Page;
-use crate::store::protocols::{self, Protocol};
+use crate::store::protocols::{self, Protocol, ProtocolChange};
 use crate::store::subjects::{self, SubjectEvent, SubjectRow};
 use crate::store::uploads::{self, UploadQuery, UploadRow};
 use crate::store::{studies, Filter};
@@ -77,19 +77,16 @@ async fn name(
         return Err(ApiError::bad_request("not a study id"));
     }
     db(&state, move |conn| {
-        // IMMEDIATE: read, then write, with the writer and the monitor writing beside it.
-        let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-        let mut p = protocols::protocol(&tx, &study)?;
-        let before = p.clone();
-        p.valid_day_minutes = body.valid_day_minutes.unwrap_or(p.valid_day_minutes);
-        p.valid_days_per_week = body.valid_days_per_week.unwrap_or(p.valid_days_per_week);
-        p.weekend_day_required = body.weekend_day_required.unwrap_or(p.weekend_day_required);
-        p.silent_after_days = body.silent_after_days.unwrap_or(p.silent_after_days);
-        p.monitoring_from = body.monitoring_from.unwrap_or(p.monitoring_from);
-        p.monitoring_until = body.monitoring_until.unwrap_or(p.monitoring_until);
-        if p != before {
-            protocols::set_protocol(&tx, &study, &p, chrono::Utc::now())?;
-        }
+        let tx = crate::store::immediate(conn)?;
+        let change = ProtocolChange {
+            valid_day_minutes: body.valid_day_minutes,
+            valid_days_per_week: body.valid_days_per_week,
+            weekend_day_required: body.weekend_day_required,
+            silent_after_days: body.silent_after_days,
+            monitoring_from: body.monitoring_from,
+            monitoring_until: body.monitoring_until,
+        };
+        let p = protocols::change(&tx, &study, &change, chrono::Utc::now())?;
         if let Some(label) = &label {
             studies::set_label(&tx, &study, label.as_deref())?;
         }
