@@ -27,6 +27,8 @@ pub enum Target {
     Upload { study_id: String, upload_id: String },
     Uploads { study_id: String, status: String },
     Subject { study_id: String, subject_id: String },
+    /// A study's compliance view.
+    Compliance { study_id: String },
     Delivery { seq: i64 },
     Refused,
     Overview,
@@ -55,6 +57,7 @@ impl Target {
             Target::Subject { study_id, subject_id } => {
                 format!("#/subjects/{}/{}", enc(study_id), enc(subject_id))
             }
+            Target::Compliance { study_id } => format!("#/compliance/{}", enc(study_id)),
             Target::Delivery { seq } => format!("#/deliveries/{seq}"),
             Target::Refused => "#/deliveries?tab=refused".to_string(),
             Target::Overview => "#/overview".to_string(),

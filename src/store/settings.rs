@@ -45,6 +45,14 @@ pub struct NotificationPrefs {
     pub quiet_hours: Option<QuietHours>,
     /// Studies that never notify.
     pub muted_studies: Vec<String>,
+    /// "Subject 1042 has not synced for 3 days": once per silence episode.
+    pub silent_subjects: bool,
+    /// "Subject 1042: 2 valid days this week of the 4 required": once per subject-week,
+    /// when the week can no longer reach the target.
+    pub below_target: bool,
+    /// The morning digest per study at this local time; `None` sends none.
+    #[serde(with = "hh_mm_opt")]
+    pub digest_at: Option<NaiveTime>,
 }
 
 impl Default for NotificationPrefs {
@@ -57,6 +65,9 @@ impl Default for NotificationPrefs {
             group_window_seconds: 30,
             quiet_hours: None,
             muted_studies: Vec::new(),
+            silent_subjects: true,
+            below_target: true,
+            digest_at: NaiveTime::from_hms_opt(8, 0, 0),
         }
     }
 }
@@ -81,6 +92,27 @@ mod hh_mm {
         let text = String::deserialize(d)?;
         NaiveTime::parse_from_str(&text, "%H:%M")
             .map_err(|_| serde::de::Error::custom(format!("{text:?} is not HH:MM")))
+    }
+}
+
+mod hh_mm_opt {
+    use chrono::NaiveTime;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<NaiveTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::hh_mm::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveTime>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => NaiveTime::parse_from_str(&text, "%H:%M")
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom(format!("{text:?} is not HH:MM"))),
+        }
     }
 }
 
