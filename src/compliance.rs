@@ -53,6 +53,9 @@ pub struct SubjectCompliance {
     pub silent: bool,
     /// Since when: the last upload, or the start of what was expected.
     pub silent_since: Option<DateTime<Utc>>,
+    /// What silence counts from, silent or not (for when a silence will begin).
+    #[serde(skip)]
+    pub counted_from: Option<DateTime<Utc>>,
     pub valid_days_last_7: u32,
     pub valid_days_last_28: u32,
     /// Days with a wear value among the last 28 complete days.
@@ -139,6 +142,7 @@ pub fn subject(p: &Protocol, s: &SubjectInput, today: NaiveDate, now: DateTime<U
         days_since_upload,
         silent,
         silent_since: silent.then_some(since).flatten(),
+        counted_from: since,
         valid_days_last_7,
         valid_days_last_28: valid_28.len() as u32,
         days_observed_last_28,
@@ -173,6 +177,23 @@ pub fn study(
         silent: rows.iter().filter(|r| r.silent).count(),
         below_target: rows.iter().filter(|r| r.week == Week::BelowTarget).count(),
         subjects: rows,
+    }
+}
+
+/// A study's news for the digest and the notifications: its name, its compliance, and
+/// the uploads of yesterday (the researcher's local day).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyNews {
+    /// The study's name, or "Study 189".
+    pub name: String,
+    pub compliance: StudyCompliance,
+    pub uploads_yesterday: i64,
+    pub failed_yesterday: i64,
+}
+
+impl StudyNews {
+    pub fn digest_line(&self) -> String {
+        digest_line(&self.name, &self.compliance, self.uploads_yesterday, self.failed_yesterday)
     }
 }
 

@@ -183,6 +183,23 @@ pub struct Options {
     pub instance: Option<Primary>,
     /// What shows the dashboard window (this executable, as a window process).
     pub window: WindowProgram,
+    /// The notification loop's clock starts here instead of now (tests of what a
+    /// morning brings; [`TEST_NOW`]).
+    pub clock: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A test-only setting: an RFC 3339 time the notification loop's clock starts from (the
+/// silent subjects and the morning digest as of then), running on from there.
+pub const TEST_NOW: &str = "CPWATCH_TEST_NOW";
+
+/// The test clock's start, from [`TEST_NOW`]; a value that is not a time is refused.
+fn test_clock() -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    match std::env::var(TEST_NOW) {
+        Ok(text) => chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|t| Some(t.with_timezone(&chrono::Utc)))
+            .with_context(|| format!("{TEST_NOW}={text:?} is not an RFC 3339 time")),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The app on any Tauri runtime: the real one, or `tauri::test::mock_builder()`.
@@ -215,9 +232,12 @@ pub fn app<R: Runtime>(builder: tauri::Builder<R>, started: Started, options: Op
                 }
             };
             let screen = Screen { app: handle.clone(), notices };
-            tauri::async_runtime::spawn(
-                Watcher::new(screen, pool, link, at_login, since).with_reach(reach).run(live, control),
-            );
+            let mut watcher = Watcher::new(screen, pool, link, at_login, since).with_reach(reach);
+            if let Some(now) = options.clock {
+                tracing::warn!("the notification loop's clock starts at {now} ({TEST_NOW})");
+                watcher = watcher.with_clock(now);
+            }
+            tauri::async_runtime::spawn(watcher.run(live, control));
             tauri::async_runtime::spawn(after_receiver(handle.clone(), receiver));
             if let Some(primary) = options.instance {
                 let shower = handle.clone();
@@ -355,6 +375,7 @@ fn run(args: Args, gl_off_here: bool) -> anyhow::Result<()> {
             unset: if gl_off_here { vec![GDK_GL.into()] } else { Vec::new() },
             ..WindowProgram::this_exe().context("cannot find this program to show its window")?
         },
+        clock: test_clock()?,
     };
     let app = app(tauri::Builder::default(), started, options)
         .build(tauri::generate_context!())

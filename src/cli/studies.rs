@@ -50,19 +50,12 @@ pub(super) fn compliance(conn: &Connection, study: &str, json: bool, csv: bool) 
 
 /// `cpwatch digest [--study S]`: the morning digest, a line per study, for scripts and mail.
 pub(super) fn digest(conn: &Connection, study: Option<&str>) -> anyhow::Result<()> {
-    let today = chrono::Local::now().date_naive();
-    let yesterday = today - chrono::Duration::days(1);
-    let list = studies::list(conn)?;
-    let chosen: Vec<_> = list.iter().filter(|s| study.is_none_or(|id| s.study_id == id)).collect();
-    if let (Some(id), true) = (study, chosen.is_empty()) {
+    let news = cpwatch::store::compliance::news(conn, study, chrono::Local::now().date_naive(), Utc::now())?;
+    if let (Some(id), true) = (study, news.is_empty()) {
         bail!("no study {id} is known (studies are known once a delivery names them, or once named or given a protocol)");
     }
-    for s in chosen {
-        let inputs = cpwatch::store::compliance::inputs(conn, &s.study_id, today)?;
-        let c = cpwatch::compliance::study(&s.study_id, &s.protocol, &inputs, today, Utc::now());
-        let (uploads, failed) = cpwatch::store::compliance::uploads_on(conn, &s.study_id, yesterday)?;
-        let name = s.label.clone().unwrap_or_else(|| format!("Study {}", s.study_id));
-        println!("{}", cpwatch::compliance::digest_line(&name, &c, uploads, failed));
+    for study in news {
+        println!("{}", study.digest_line());
     }
     Ok(())
 }

@@ -13,7 +13,9 @@ use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::compliance::StudyNews;
 use crate::dashboard::{DesktopLink, DesktopSettings};
+use crate::notify::compliance::{self, ComplianceNotices, Held, Told};
 use crate::notify::reachability::ReachNotices;
 use crate::notify::tray::{self, TrayInputs, View};
 use crate::notify::{Notice, Notifier};
@@ -63,22 +65,39 @@ struct Snapshot {
     inputs: TrayInputs,
     /// Uploads still `started`, for stall detection.
     started: Vec<UploadRow>,
+    /// The studies' compliance, when it is due to be checked.
+    news: Option<Vec<StudyNews>>,
 }
 
 impl Snapshot {
+    /// With `news`, also each study's compliance as of `now` (local day by `offset`).
     fn read(
         conn: &rusqlite::Connection,
         seen: DateTime<Utc>,
         now: DateTime<Utc>,
+        news: Option<FixedOffset>,
     ) -> Result<Self, StoreError> {
         let started = Filter { status: Some("started".into()), ..Default::default() };
+        let news = match news {
+            Some(offset) => Some(crate::store::compliance::news(
+                conn,
+                None,
+                now.with_timezone(&offset).date_naive(),
+                now,
+            )?),
+            None => None,
+        };
         Ok(Snapshot {
             prefs: settings::preferences(conn)?,
             inputs: TrayInputs::read(conn, seen, now)?,
             started: uploads::list(conn, &started)?,
+            news,
         })
     }
 }
+
+/// Where what the compliance notices told is kept across restarts.
+const COMPLIANCE_TOLD: &str = "compliance_told";
 
 /// What one wake gives: notices to show, the tray to draw, what the dashboard shows of
 /// the app.
@@ -105,6 +124,7 @@ struct State {
     /// What the reachability monitor last said, and what of it has been told.
     reach: Option<ReachStatus>,
     reach_told: ReachNotices,
+    compliance: ComplianceNotices,
 }
 
 impl State {
@@ -121,6 +141,7 @@ impl State {
             woke_at: since,
             reach: None,
             reach_told: ReachNotices::since(since),
+            compliance: ComplianceNotices::default(),
         }
     }
 
@@ -197,6 +218,18 @@ impl State {
         notices.extend(self.notifier.flush_due(now));
         notices.extend(self.notifier.stalled(&self.started, self.stall_after, now));
         let paused_until = self.notifier.paused_until(now);
+        if let Some(news) = &snapshot.news {
+            let quiet = compliance::quiet_until(snapshot.prefs.notifications.quiet_hours, now, offset);
+            let held = match (paused_until, quiet) {
+                (Some(until), _) => Held::Paused(until),
+                (None, Some(end)) => Held::Quiet(end),
+                (None, None) => Held::No,
+            };
+            notices.extend(self.compliance.check(news, &snapshot.prefs.notifications, held, now, offset));
+        }
+        if events.iter().any(|e| matches!(e, LiveEvent::Delivery { .. })) {
+            self.compliance.delivered(now);
+        }
         // Past quiet hours, not past a pause: told as things stand when it ends.
         if let (Some(reach), None) = (&self.reach, paused_until) {
             notices.extend(self.reach_told.observe(reach));
@@ -225,7 +258,8 @@ impl State {
     fn next_deadline(&self) -> Option<DateTime<Utc>> {
         let after = self.woke_at;
         let stall = self.notifier.next_stall(&self.started, self.stall_after, after);
-        [self.notifier.next_deadline(), stall, self.notifier.paused_until(after)]
+        let compliance = self.compliance.next_deadline();
+        [self.notifier.next_deadline(), stall, self.notifier.paused_until(after), compliance]
             .into_iter()
             .flatten()
             .filter(|at| *at > after)
@@ -242,6 +276,8 @@ pub struct Watcher<D: Desktop> {
     settings: Arc<dyn DesktopSettings>,
     state: State,
     reach: Option<ReachHandle>,
+    /// How far the loop's clock is ahead of the system's (zero but in tests).
+    clock: Duration,
 }
 
 impl<D: Desktop> Watcher<D> {
@@ -253,7 +289,26 @@ impl<D: Desktop> Watcher<D> {
         settings: Arc<dyn DesktopSettings>,
         since: DateTime<Utc>,
     ) -> Self {
-        Watcher { desktop, pool, link, settings, state: State::new(since), reach: None }
+        Watcher {
+            desktop,
+            pool,
+            link,
+            settings,
+            state: State::new(since),
+            reach: None,
+            clock: Duration::zero(),
+        }
+    }
+
+    /// Runs the loop's clock from `now` on instead of the system's (for tests of what
+    /// days and mornings bring).
+    pub fn with_clock(mut self, now: DateTime<Utc>) -> Self {
+        self.clock = now - Utc::now();
+        self
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.clock
     }
 
     /// Also tells and shows what the reachability monitor finds.
@@ -280,7 +335,7 @@ impl<D: Desktop> Watcher<D> {
             let sleep = async {
                 match deadline {
                     Some(at) => {
-                        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                        let wait = (at - self.now()).to_std().unwrap_or_default();
                         tokio::time::sleep(wait).await;
                     }
                     None => std::future::pending().await,
@@ -321,14 +376,14 @@ impl<D: Desktop> Watcher<D> {
                     }
                     Err(RecvError::Closed) => {
                         live = None;
-                        self.state.apply(Control::NotListening, Utc::now());
+                        self.state.apply(Control::NotListening, self.now());
                         self.wake(&[]).await;
                     }
                 },
                 command = control.recv() => match command {
                     Some(command) => {
                         let kept = command.changes_kept();
-                        if let Some(notice) = self.state.apply(command, Utc::now()) {
+                        if let Some(notice) = self.state.apply(command, self.now()) {
                             self.desktop.notify(&notice);
                         }
                         if kept {
@@ -346,17 +401,31 @@ impl<D: Desktop> Watcher<D> {
     async fn restore(&mut self) {
         match self.pool.run(|conn| Ok(settings::desktop_state(conn)?)).await {
             Ok(kept) => {
-                if self.state.restore(&kept, Utc::now()) {
+                if self.state.restore(&kept, self.now()) {
                     self.save().await;
                 }
             }
             Err(e) => tracing::warn!("cannot read the pause and the last look from before: {e}"),
         }
+        let told = self.pool.run(|conn| Ok(settings::get_json::<Told>(conn, COMPLIANCE_TOLD)?)).await;
+        match told {
+            Ok(told) => self.state.compliance = ComplianceNotices::new(told.unwrap_or_default()),
+            Err(e) => tracing::warn!("cannot read which silent subjects were told before: {e}"),
+        }
+    }
+
+    /// Keeps what the compliance notices told for the next start.
+    async fn save_told(&self) {
+        let told = self.state.compliance.told().clone();
+        if let Err(e) = self.pool.run(move |conn| Ok(settings::put_json(conn, COMPLIANCE_TOLD, &told)?)).await
+        {
+            tracing::warn!("cannot keep which silent subjects were told for the next start: {e}");
+        }
     }
 
     /// Keeps the pause and the last look for the next start.
     async fn save(&self) {
-        let kept = self.state.kept(Utc::now());
+        let kept = self.state.kept(self.now());
         if let Err(e) = self.pool.run(move |conn| Ok(settings::set_desktop_state(conn, &kept)?)).await {
             tracing::warn!("cannot keep the pause and the last look for the next start: {e}");
         }
@@ -364,12 +433,18 @@ impl<D: Desktop> Watcher<D> {
 
     /// One wake: read the store, feed the policy, notify, redraw.
     async fn wake(&mut self, events: &[LiveEvent]) {
-        let now = Utc::now();
+        let now = self.now();
         let seen = self.state.seen;
-        let read = self.pool.run(move |conn| Snapshot::read(conn, seen, now)).await;
+        let offset = local_offset();
+        let news = self.state.compliance.due(now).then_some(offset);
+        let read = self.pool.run(move |conn| Snapshot::read(conn, seen, now, news)).await;
         let start_at_login = self.settings.start_at_login().unwrap_or(false);
-        match self.state.wake(events, read, start_at_login, now, local_offset()) {
+        let told = self.state.compliance.told().clone();
+        match self.state.wake(events, read, start_at_login, now, offset) {
             Ok(woken) => {
+                if *self.state.compliance.told() != told {
+                    self.save_told().await;
+                }
                 for notice in &woken.notices {
                     self.desktop.notify(notice);
                 }
@@ -459,7 +534,7 @@ mod tests {
     fn fresh(window: u32) -> Snapshot {
         let dir = tempfile::tempdir().expect("temp dir");
         let conn = store::open_in(dir.path()).expect("store");
-        let mut snapshot = Snapshot::read(&conn, t0(), t0()).expect("a snapshot");
+        let mut snapshot = Snapshot::read(&conn, t0(), t0(), None).expect("a snapshot");
         snapshot.prefs.notifications.group_window_seconds = window;
         snapshot
     }
@@ -785,6 +860,48 @@ mod tests {
         assert!(matches!(running.next().await, Shown::Notice(body) if body == "connection refused"));
         running.next_view().await;
         assert!(running.stop().await.is_empty());
+    }
+
+    /// Study 189's news with one subject silent since four days before `t0`, as of `now`.
+    fn silent_news(now: DateTime<Utc>) -> Vec<StudyNews> {
+        let quiet = crate::compliance::SubjectInput {
+            subject_id: "1042".into(),
+            label: None,
+            on_roster: true,
+            enrolled_on: None,
+            expected_until: None,
+            last_upload_at: Some(t0() - Duration::days(4)),
+            wear: Default::default(),
+        };
+        let p = crate::store::protocols::Protocol { valid_days_per_week: 1, ..Default::default() };
+        let compliance = crate::compliance::study("189", &p, &[quiet], now.date_naive(), now);
+        vec![StudyNews { name: "Sleep study".into(), compliance, uploads_yesterday: 0, failed_yesterday: 0 }]
+    }
+
+    #[test]
+    fn a_silent_subject_is_told_when_the_studies_are_read_and_waits_out_a_pause() {
+        let mut snapshot = fresh(30);
+        snapshot.prefs.notifications.digest_at = None;
+        snapshot.news = Some(silent_news(t0()));
+        let mut state = State::new(t0());
+        assert!(state.compliance.due(t0()), "the first wake reads the studies");
+        let until = t0() + Duration::minutes(10);
+        state.apply(Control::Pause(until), t0());
+        assert!(wake(&mut state, &snapshot, &[], t0()).notices.is_empty(), "held by the pause");
+        assert_eq!(state.next_deadline(), Some(until), "read again when the pause ends");
+        assert!(!state.compliance.due(t0() + secs(1)));
+        snapshot.news = Some(silent_news(until));
+        let told = wake(&mut state, &snapshot, &[], until);
+        assert_eq!(titles(&told), ["Subject 1042 has not synced for 4 days"]);
+        assert_eq!(told.notices[0].target.route(), "#/subjects/189/1042", "a click opens the subject");
+        let later = until + Duration::minutes(1);
+        snapshot.news = Some(silent_news(later));
+        assert!(wake(&mut state, &snapshot, &[delivery("1", "started")], later).notices.is_empty(), "once");
+        assert_eq!(
+            state.compliance.next_deadline(),
+            Some(later + Duration::minutes(1)),
+            "a delivery has the studies read again a minute later"
+        );
     }
 
     fn unreachable() -> ReachStatus {

@@ -8,7 +8,7 @@ use chrono::{Duration, NaiveDate};
 use rusqlite::Connection;
 
 use super::from_ms;
-use crate::compliance::SubjectInput;
+use crate::compliance::{StudyNews, SubjectInput};
 
 /// Complete days the rules look back over (28), and the current week.
 const DAYS_READ: i64 = 28 + 7;
@@ -75,6 +75,29 @@ pub fn inputs(conn: &Connection, study_id: &str, today: NaiveDate) -> rusqlite::
         }
     }
     Ok(subjects.into_values().collect())
+}
+
+/// Each study's news as of `today` and `now` (or only `only`'s): its compliance and
+/// yesterday's uploads, for the digest and the notifications.
+pub fn news(
+    conn: &Connection,
+    only: Option<&str>,
+    today: NaiveDate,
+    now: chrono::DateTime<chrono::Utc>,
+) -> rusqlite::Result<Vec<StudyNews>> {
+    let yesterday = today - Duration::days(1);
+    let mut out = Vec::new();
+    for study in super::studies::list(conn)? {
+        if only.is_some_and(|id| id != study.study_id) {
+            continue;
+        }
+        let subjects = inputs(conn, &study.study_id, today)?;
+        let compliance = crate::compliance::study(&study.study_id, &study.protocol, &subjects, today, now);
+        let (uploads_yesterday, failed_yesterday) = uploads_on(conn, &study.study_id, yesterday)?;
+        let name = study.label.clone().unwrap_or_else(|| format!("Study {}", study.study_id));
+        out.push(StudyNews { name, compliance, uploads_yesterday, failed_yesterday });
+    }
+    Ok(out)
 }
 
 /// Uploads first seen on `day` (a local day), and how many of them failed.

@@ -160,13 +160,16 @@ const DESKTOP_STATE: &str = "desktop_state";
 
 /// A JSON value kept under `key`; `None` when absent or written in a shape this version
 /// does not read (then defaults are the safe reading).
-fn get_json<T: serde::de::DeserializeOwned>(conn: &Connection, key: &str) -> rusqlite::Result<Option<T>> {
+pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    key: &str,
+) -> rusqlite::Result<Option<T>> {
     let text: Option<String> =
         conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| row.get(0)).optional()?;
     Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
 }
 
-fn put_json(conn: &Connection, key: &str, value: &impl Serialize) -> rusqlite::Result<()> {
+pub(crate) fn put_json(conn: &Connection, key: &str, value: &impl Serialize) -> rusqlite::Result<()> {
     let text =
         serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     conn.execute(

@@ -1232,3 +1232,93 @@ fn the_idle_desktop_app_does_no_work_between_probes() {
     kill_term(app.pid());
     assert!(app.wait_exit().success());
 }
+
+/// The next Monday at least four days ahead, at 07:59:35 local time: the clock the app is
+/// started with, so that a subject who uploaded today is silent then, a roster member who
+/// never synced too, and the morning digest (08:00) is due 25 seconds later. A Monday,
+/// so that no week is below target yet whatever today is.
+fn a_monday_morning_ahead() -> chrono::DateTime<chrono::Local> {
+    use chrono::{Datelike as _, TimeZone as _};
+    let mut day = chrono::Local::now().date_naive() + chrono::Duration::days(4);
+    while day.weekday() != chrono::Weekday::Mon {
+        day += chrono::Duration::days(1);
+    }
+    let at = day.and_hms_opt(7, 59, 35).expect("a time");
+    chrono::Local.from_local_datetime(&at).earliest().expect("a local time")
+}
+
+/// Silence is noticed without a delivery: a subject who uploaded and then went quiet,
+/// and a roster member who never synced, are told in one notification for the study;
+/// the morning digest follows at 08:00 with whom to call, and a click on it opens the
+/// compliance view. The days pass on the app's clock, injected through `CPWATCH_TEST_NOW`.
+/// A restart tells neither again.
+#[test]
+fn the_desktop_app_tells_who_went_silent_and_brings_the_morning_digest() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let desktop = Desktop::start(Session::Full);
+    let data = prepare_data(desktop.dir.path());
+    {
+        let conn = cpwatch::store::open_in(&data).expect("store");
+        let enrolled = chrono::Local::now().date_naive() - chrono::Duration::days(2);
+        let roster = format!("subject_id,label,enrolled_on\nnever-1,Never synced,{enrolled}\n44732,,\n");
+        let entries = cpwatch::store::roster::parse_csv(roster.as_bytes()).expect("a roster");
+        cpwatch::store::roster::import(&conn, "189", &entries, chrono::Utc::now()).expect("roster import");
+    }
+    // Today, subject 44732 uploads: cpwatch knows it from then on.
+    let mut app = desktop.launch(&data, &["--hidden"]);
+    let (webhook, _, _) = app.urls();
+    deliver(&webhook, "completed", "189", Some("70001"), 1);
+    kill_term(app.pid());
+    assert!(app.wait_exit().success(), "SIGTERM stops it cleanly");
+
+    // Days later, early on a Monday morning.
+    let monday = a_monday_morning_ahead();
+    let clock = PathBuf::from(monday.to_rfc3339());
+    let seen = desktop.last_notification_id();
+    let mut app = desktop.launch_with(&data, &["--hidden"], &[("CPWATCH_TEST_NOW", &clock)]);
+    let (_, dashboard, _) = app.urls();
+    let got = desktop.wait_for_notifications(seen, 1);
+    assert_eq!(got.len(), 1, "one notification for the study's silent subjects: {got:#?}");
+    let silent = &got[0];
+    assert_eq!(silent.summary, "Sleep study: 2 subjects have not synced for 3 days or more", "{silent:?}");
+    assert!(silent.body.starts_with("never-1 ("), "the longest silence first: {silent:?}");
+    assert!(silent.body.contains(", 44732 ("), "{silent:?}");
+    assert_eq!(silent.urgency, "normal");
+    let seen = silent.id;
+
+    // At 08:00 on the app's clock: the digest; a click on it opens the compliance view.
+    eventually("the digest is on screen", || {
+        desktop.dunstctl(&["count", "displayed"]).ok().filter(|c| c.trim() != "0")
+    });
+    desktop.dunstctl(&["action", "0"]).expect("click the digest");
+    app.logged("showing the dashboard at #/compliance/189");
+    let got = desktop.wait_for_notifications(seen, 1);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let digest = &got[0];
+    assert_eq!(digest.summary, "Morning digest: Sleep study");
+    assert_eq!(
+        digest.body,
+        "Sleep study: 2 silent, 0 below target, 0 uploads yesterday, 0 failed\nNot synced: never-1, 44732",
+        "with whom to call"
+    );
+    let seen = digest.id;
+    let compliance = api(&dashboard, "studies/189/compliance");
+    let ids: BTreeSet<String> = compliance["subjects"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["subject_id"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, BTreeSet::from(["never-1".to_string(), "44732".to_string()]), "{compliance}");
+    kill_term(app.pid());
+    assert!(app.wait_exit().success(), "SIGTERM stops it cleanly");
+
+    // Started again the same morning: neither the silence nor the digest is told twice.
+    let later = PathBuf::from((monday + chrono::Duration::minutes(5)).to_rfc3339());
+    let mut app = desktop.launch_with(&data, &["--hidden"], &[("CPWATCH_TEST_NOW", &later)]);
+    app.urls();
+    desktop.tray_item();
+    std::thread::sleep(Duration::from_secs(3));
+    let again = desktop.wait_for_notifications(seen, 0);
+    assert!(again.is_empty(), "nothing told twice after a restart: {again:#?}");
+    kill_term(app.pid());
+    assert!(app.wait_exit().success(), "SIGTERM stops it cleanly");
+}

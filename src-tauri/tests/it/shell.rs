@@ -91,6 +91,7 @@ fn start_after(group_window_seconds: u32, kept: &DesktopState, earlier: &[(&str,
         notices: Notices::To(tx),
         instance: None,
         window: window_stand_in(dir.path()),
+        clock: None,
     };
     let mut app = cpwatch_desktop::app(mock_builder(), started, options)
         .build(mock_context(noop_assets()))
