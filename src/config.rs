@@ -67,6 +67,10 @@ pub struct Config {
     pub tunnel_args: Vec<String>,
     /// The tunnel's program, when it is not on PATH under its usual name.
     pub tunnel_program: Option<PathBuf>,
+    /// `cpwatch serve` writes each study's morning digest to its log at the digest's time
+    /// (Settings; 08:00 unless changed). Off by default: a server has no one to show it
+    /// to unless its log is read. The desktop app shows it as a notification instead.
+    pub digest_log: bool,
 }
 
 impl Default for Config {
@@ -91,6 +95,7 @@ impl Default for Config {
             tunnel: None,
             tunnel_args: Vec::new(),
             tunnel_program: None,
+            digest_log: false,
         }
     }
 }
@@ -186,6 +191,9 @@ impl Config {
         }
         if let Some(v) = var("CPWATCH_TUNNEL_PROGRAM") {
             self.tunnel_program = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("CPWATCH_DIGEST_LOG") {
+            self.digest_log = parse("CPWATCH_DIGEST_LOG", v)?;
         }
         Ok(())
     }

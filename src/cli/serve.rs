@@ -36,11 +36,25 @@ pub(super) struct ServeArgs {
 pub(super) fn run(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let digest_log = config.digest_log;
         let receiver = Receiver::start(config).await?;
+        let _digests = digest_log.then(|| {
+            tracing::info!("each study's morning digest goes to this log (digest_log)");
+            AbortOnDrop(tokio::spawn(cpwatch::notify::compliance::log_each_morning(receiver.pool())))
+        });
         print!("{}", receiver.banner());
         let _ = std::io::stdout().flush();
         receiver.run(server::shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Stops the digest task when `serve` returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

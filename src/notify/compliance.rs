@@ -286,6 +286,58 @@ fn next_midnight(now: DateTime<Utc>, offset: FixedOffset) -> DateTime<Utc> {
     local(today + Duration::days(1), NaiveTime::MIN, offset) + Duration::seconds(1)
 }
 
+/// When the next digest is due after `now`: at `at` today if that is still ahead and
+/// none was given today, else tomorrow.
+pub fn next_digest(
+    at: NaiveTime,
+    given_on: Option<NaiveDate>,
+    now: DateTime<Utc>,
+    offset: FixedOffset,
+) -> DateTime<Utc> {
+    let today = now.with_timezone(&offset).date_naive();
+    let today_at = local(today, at, offset);
+    if given_on != Some(today) && now < today_at {
+        today_at
+    } else {
+        local(today + Duration::days(1), at, offset)
+    }
+}
+
+/// `cpwatch serve` with `digest_log`: each morning at the digest's time, every study's
+/// digest line goes to the log. Runs until the task is dropped.
+pub async fn log_each_morning(pool: crate::store::ReadPool) {
+    let mut given_on: Option<NaiveDate> = None;
+    loop {
+        let prefs = pool.run(|conn| Ok(crate::store::settings::preferences(conn)?)).await;
+        let at = match prefs {
+            Ok(prefs) => prefs.notifications.digest_at,
+            Err(e) => {
+                tracing::warn!("cannot read the digest's time: {e}");
+                None
+            }
+        };
+        let now = Utc::now();
+        let offset = *chrono::Local::now().offset();
+        // With no digest set, the Settings are read again in an hour.
+        let due = at.map(|at| next_digest(at, given_on, now, offset));
+        let wake = due.unwrap_or(now + Duration::hours(1)).min(now + Duration::hours(1));
+        tokio::time::sleep((wake - now).to_std().unwrap_or_default()).await;
+        if due.is_none_or(|due| Utc::now() < due) {
+            continue;
+        }
+        let today = Utc::now().with_timezone(&offset).date_naive();
+        given_on = Some(today);
+        match pool.run(move |conn| Ok(crate::store::compliance::news(conn, None, today, Utc::now())?)).await {
+            Ok(news) => {
+                for study in news {
+                    tracing::info!(target: "cpwatch::digest", "{}", study.digest_line());
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the studies for the morning digest: {e}"),
+        }
+    }
+}
+
 /// When the quiet hours around `now` end (local time), if `now` is in them.
 pub fn quiet_until(
     quiet: Option<QuietHours>,
@@ -517,6 +569,20 @@ mod tests {
         assert!(told.check(&[news("189", &p, &s, now)], &muted, Held::No, now, offset()).is_empty());
         let off = NotificationPrefs { silent_subjects: false, ..prefs() };
         assert!(told.check(&[news("189", &p, &s, now)], &off, Held::No, now, offset()).is_empty());
+    }
+
+    #[test]
+    fn the_server_logs_the_digest_at_its_time_once_a_day() {
+        let eight = NaiveTime::from_hms_opt(8, 0, 0).expect("a time");
+        assert_eq!(next_digest(eight, None, at(7, 0), offset()), at(8, 0));
+        assert_eq!(
+            next_digest(eight, None, at(8, 0), offset()),
+            at(8, 0) + days(1),
+            "at the time: given now"
+        );
+        let today = at(7, 0).with_timezone(&offset()).date_naive();
+        assert_eq!(next_digest(eight, Some(today), at(7, 59), offset()), at(8, 0) + days(1));
+        assert_eq!(next_digest(eight, None, at(23, 0), offset()), at(8, 0) + days(1));
     }
 
     #[test]
