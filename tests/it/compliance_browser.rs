@@ -130,6 +130,14 @@ async fn set_value(page: &Page, css: &str, value: &str) {
     .await;
 }
 
+/// Clicks an element brought to the middle of the window, clear of the sticky bars.
+async fn click_centered(page: &Page, css: &str) {
+    page.wait_for(css, &format!("{css} is there to click")).await;
+    page.js("document.querySelector(arguments[0]).scrollIntoView({ block: 'center' })", vec![json!(css)])
+        .await;
+    page.click(css).await;
+}
+
 async fn protocol(page: &Page) -> Value {
     page.js_async(
         "const done = arguments[arguments.length - 1]; \
@@ -268,7 +276,7 @@ async fn the_compliance_prefs_are_saved_with_the_other_notifications(page: &Page
         )
         .await;
     assert_eq!(shown, json!([true, true, true, "08:00"]), "the defaults are shown");
-    page.click("#pref-notify-below-target").await;
+    click_centered(page, "#pref-notify-below-target").await;
     set_value(page, "#pref-digest-at", "07:30").await;
     page.click("[data-testid=prefs-save]").await;
     page.wait(
@@ -289,7 +297,7 @@ async fn the_compliance_prefs_are_saved_with_the_other_notifications(page: &Page
         (&json!(true), &json!(false), &json!("07:30")),
         "the compliance preferences are saved: {saved}"
     );
-    page.click("#pref-digest-on").await;
+    click_centered(page, "#pref-digest-on").await;
     page.click("[data-testid=prefs-save]").await;
     page.wait(
         "the digest is turned off",
@@ -574,6 +582,7 @@ async fn the_subject_page_has_the_day_by_day_wear_table(page: &Page) {
     assert_eq!(rows[1], json!([ago(2), "9.9", "Below 10.0 h", "0"]));
     assert_eq!(rows[2], json!([ago(3), "13.3", "Valid", "0"]), "the day that arrived live");
     assert_eq!(rows[3], json!([ago(4), "—", "No data", "0"]));
+    page.js("document.querySelector('[data-testid=subject-wear]').scrollIntoView()", vec![]).await;
     page.screenshot("11-subject-wear").await;
 
     page.js("location.hash = '#/subjects?study=189'", vec![]).await;

@@ -71,12 +71,23 @@ function notExpected(protocol, subject, day) {
  * One subject-day as shown: its state (valid, below, none, off), the visible text, the
  * words a screen reader adds, and the tooltip.
  */
+/** `Thu, Nov 26` per day, formatted once per column rather than once per cell. */
+const longDays = new Map();
+function longDay(day) {
+  let text = longDays.get(day);
+  if (text === undefined) {
+    text = dayText(day, { long: true });
+    longDays.set(day, text);
+  }
+  return text;
+}
+
 function dayCell(protocol, subject, day, entry) {
   const wear = entry && entry.wear_minutes !== null && entry.wear_minutes !== undefined ? entry.wear_minutes : null;
   const uploads = entry ? entry.uploads : 0;
-  const uploadsText = uploads ? ` · ${plural(uploads, 'upload')}` : '';
+  const uploadsText = uploads ? ` · ${uploads} upload${uploads === 1 ? '' : 's'}` : '';
   const off = notExpected(protocol, subject, day);
-  const date = dayText(day, { long: true });
+  const date = longDay(day);
   if (off) {
     return {
       state: 'off',
@@ -180,6 +191,23 @@ function subjectRow(study, subject, columns, protocol, hasRoster) {
   return tr;
 }
 
+/**
+ * Column widths (px): the table is laid out from them alone (`table-layout: fixed`), so
+ * thousands of rows never make the browser measure every cell.
+ */
+const WIDTHS = [200, 128, 118, 72, 78, 150];
+const DAY_WIDTH = 38;
+
+function colgroup(columns) {
+  const group = document.createElement('colgroup');
+  for (const width of [...WIDTHS, ...columns.map(() => DAY_WIDTH)]) {
+    const col = document.createElement('col');
+    col.style.width = `${width}px`;
+    group.append(col);
+  }
+  return group;
+}
+
 function headRow(columns, protocol) {
   const tr = el('tr');
   const names = [['Subject', ''], ['Last upload', ''], ['Days since', 'num'], ['Valid, 7 d', 'num'], ['Valid, 28 d', 'num'], ['This week', '']];
@@ -242,7 +270,9 @@ function legend(protocol) {
 
 function protocolText(protocol) {
   const parts = [`a valid day has ${thresholdText(protocol.valid_day_minutes)} of wear`, `${protocol.valid_days_per_week} valid days a week${protocol.weekend_day_required ? ', one of them a weekend day' : ''}`, `silent after ${plural(protocol.silent_after_days, 'day')} without an upload`];
-  if (protocol.monitoring_from || protocol.monitoring_until) parts.push(`monitoring ${protocol.monitoring_from || '…'} to ${protocol.monitoring_until || '…'}`);
+  if (protocol.monitoring_from && protocol.monitoring_until) parts.push(`monitoring ${protocol.monitoring_from} to ${protocol.monitoring_until}`);
+  else if (protocol.monitoring_from) parts.push(`monitoring from ${protocol.monitoring_from}`);
+  else if (protocol.monitoring_until) parts.push(`monitoring until ${protocol.monitoring_until}`);
   return parts.join(' · ');
 }
 
@@ -340,19 +370,40 @@ export function mount(root, route, ctx, study) {
     }
     const active = document.activeElement;
     const focusKey = active && body.contains(active) ? active.dataset.focusKey : null;
+    const oldWrap = body.querySelector('.compliance-wrap');
+    const scrolled = oldWrap ? { left: oldWrap.scrollLeft, atEnd: oldWrap.scrollLeft + oldWrap.clientWidth >= oldWrap.scrollWidth - 2 } : { atEnd: true };
     const tbody = document.createElement('tbody');
-    const fragment = document.createDocumentFragment();
-    for (const subject of rows.slice(0, shownRows)) fragment.append(subjectRow(study, subject, columns, data.protocol, hasRoster));
-    tbody.append(fragment);
+    const addRows = (from, to) => {
+      const fragment = document.createDocumentFragment();
+      for (const subject of rows.slice(from, to)) fragment.append(subjectRow(study, subject, columns, data.protocol, hasRoster));
+      tbody.append(fragment);
+    };
+    addRows(0, shownRows);
     const table = h('table', { class: 'table compliance', testid: 'compliance-table' },
       h('caption', { class: 'sr-only' }, `Wear hours per day for ${plural(rows.length, 'subject')} of ${name}`),
+      colgroup(columns),
       h('thead', null, headRow(columns, data.protocol)));
+    table.style.width = `${WIDTHS.reduce((a, b) => a + b, 0) + DAY_WIDTH * columns.length}px`;
     table.append(tbody);
-    const more = rows.length > shownRows
-      ? h('p', { class: 'note' }, `Showing ${count(shownRows)} of ${plural(rows.length, 'subject')} (the export has them all). `,
-        h('button', { type: 'button', class: 'button button-small', testid: 'compliance-more', onclick: () => { shownRows += PAGE_ROWS; draw(); } }, `Show ${count(Math.min(PAGE_ROWS, rows.length - shownRows))} more`))
-      : null;
-    replace(body, h('div', { class: 'table-wrap compliance-wrap' }, table), more);
+    const moreText = h('span');
+    const moreButton = h('button', { type: 'button', class: 'button button-small', testid: 'compliance-more' });
+    const more = h('p', { class: 'note' }, moreText, ' ', moreButton);
+    const sayMore = () => {
+      more.hidden = rows.length <= shownRows;
+      moreText.textContent = `Showing ${count(shownRows)} of ${plural(rows.length, 'subject')} (the export has them all).`;
+      moreButton.textContent = `Show ${count(Math.min(PAGE_ROWS, rows.length - shownRows))} more`;
+    };
+    // More rows are added to the table as it is: the rows drawn stay as they are.
+    moreButton.addEventListener('click', () => {
+      addRows(shownRows, shownRows + PAGE_ROWS);
+      shownRows += PAGE_ROWS;
+      sayMore();
+    });
+    sayMore();
+    const wrap = h('div', { class: 'table-wrap compliance-wrap' }, table);
+    replace(body, wrap, more);
+    // The most recent days are at the right: shown first, and kept in view across refreshes.
+    wrap.scrollLeft = scrolled.atEnd ? wrap.scrollWidth : scrolled.left;
     if (focusKey) {
       const again = body.querySelector(`[data-focus-key="${CSS.escape(focusKey)}"]`);
       if (again) again.focus({ preventScroll: true });
