@@ -2,13 +2,14 @@
 //
 // Stable hooks for browser tests (data-testid unless noted; ids are also set where a
 // label needs them):
-//   shell        nav-overview nav-uploads nav-subjects nav-deliveries nav-settings (also ids),
+//   shell        nav-overview nav-uploads nav-subjects nav-compliance nav-deliveries nav-settings (also ids),
 //                live-indicator (data-state = connecting | connected | reconnecting), view (#view),
 //                view-<name> on each view's root: view-overview view-first-run view-uploads
-//                view-upload-detail view-subjects view-subject view-deliveries view-delivery
+//                view-upload-detail view-subjects view-subject view-compliance view-deliveries view-delivery
 //                view-settings view-not-found; empty-state, error
 //   overview     receiver-health auth-off-warning refused-count last-delivery study-card
 //                (data-study) study-chart latest-failures stalled-uploads setup-link
+//                compliance-link
 //   first run    first-run first-run-step tunnel-commands target-url test-delivery-button
 //                test-delivery-failed-button test-delivery-result
 //   uploads      filter-form filter-study filter-subject filter-status filter-since
@@ -18,9 +19,18 @@
 //   upload       upload-summary upload-status upload-error upload-epochs upload-timeline
 //                timeline-delivery (data-seq) delivery-detail delivery-auth delivery-headers
 //                delivery-body back-to-uploads
-//   subjects     subjects-study subjects-table subject-row (data-subject) subject-link;
-//                subject page: subject-uploads subject-events subject-event
-//                subject-all-uploads
+//   subjects     subjects-study subjects-table subject-row (data-subject) subject-link
+//                subjects-compliance-link; subject page: subject-uploads subject-events
+//                subject-event subject-all-uploads subject-wear subject-wear-table
+//                wear-row (data-day; cells day-valid | day-below | day-none)
+//   compliance   (#/compliance/{study}?days=14|28&filter=all|silent|below) compliance-study
+//                compliance-counts count-silent count-below count-subjects
+//                compliance-range-14 compliance-range-28 compliance-filter-all
+//                compliance-filter-silent compliance-filter-below compliance-legend
+//                compliance-table compliance-row (data-subject; classes row-silent
+//                row-below) subject-link subject-label mark-unseen mark-unlisted
+//                day cells td[data-day] (class day + day-valid | day-below | day-none
+//                | day-off) compliance-csv compliance-more compliance-empty
 //   deliveries   tab-all tab-flagged tab-refused delivery-filter-form
 //                delivery-filter-event delivery-filter-study delivery-filter-subject
 //                delivery-filter-since delivery-filter-until deliveries-table delivery-row
@@ -34,7 +44,13 @@
 //                prefs-form pref-public-url pref-retention pref-stalled
 //                pref-notify-completed pref-notify-failed pref-notify-started
 //                pref-notify-other pref-group-window pref-quiet-start pref-quiet-end
+//                pref-notify-silent pref-notify-below-target pref-digest-on pref-digest-at
 //                pref-muted (data-study) prefs-save prefs-result
+//                compliance-settings protocol-study protocol-valid-day-minutes
+//                protocol-valid-days-per-week protocol-weekend protocol-silent-after
+//                protocol-monitoring-from protocol-monitoring-until protocol-save
+//                protocol-result roster-file roster-upload roster-result roster-problems
+//                roster-problem (data-line) roster-summary
 
 import * as api from './js/api.js';
 import { h, replace } from './js/dom.js';
@@ -45,6 +61,7 @@ import * as firstRun from './js/views/firstrun.js';
 import * as uploads from './js/views/uploads.js';
 import * as upload from './js/views/upload.js';
 import * as subjects from './js/views/subjects.js';
+import * as compliance from './js/views/compliance.js';
 import * as deliveries from './js/views/deliveries.js';
 import * as settings from './js/views/settings.js';
 
@@ -63,6 +80,10 @@ function resolve({ segments }) {
     case 'subjects':
       if (rest.length === 0) return { view: subjects.mountList, nav: 'subjects' };
       if (rest.length === 2) return { view: subjects.mountSubject, nav: 'subjects', args: rest };
+      return null;
+    case 'compliance':
+      if (rest.length === 0) return { view: compliance.mountChooser, nav: 'compliance' };
+      if (rest.length === 1) return { view: compliance.mount, nav: 'compliance', args: rest };
       return null;
     case 'deliveries':
       if (rest.length === 0) return { view: deliveries.mountList, nav: 'deliveries' };
@@ -181,8 +202,14 @@ let refreshing = false;
 let refreshPending = false;
 let lastRefresh = 0;
 let studiesStale = false;
+// What changed since the last refresh, for views that only care about some of it:
+// the studies that had deliveries, or everything (a reconnect, a lag, other news).
+let touchedStudies = new Set();
+let touchedAll = false;
 
-function requestRefresh() {
+function requestRefresh(studyId) {
+  if (studyId === undefined) touchedAll = true;
+  else if (studyId !== null) touchedStudies.add(String(studyId));
   refreshPending = true;
   scheduleRefresh();
 }
@@ -199,12 +226,15 @@ async function runRefresh() {
   refreshPending = false;
   refreshing = true;
   lastRefresh = Date.now();
+  const changes = { studies: touchedStudies, all: touchedAll };
+  touchedStudies = new Set();
+  touchedAll = false;
   try {
     if (studiesStale) {
       studiesStale = false;
       await loadStudies();
     }
-    if (current.handle.refresh) await current.handle.refresh();
+    if (current.handle.refresh) await current.handle.refresh(changes);
   } catch (e) {
     if (e.name !== 'AbortError') console.warn('live refresh failed', e);
   } finally {
@@ -231,7 +261,7 @@ function connect() {
   source.addEventListener('open', () => {
     setLive('connected', 'Live', 'Connected: new deliveries appear without reloading');
     // Anything that arrived while disconnected is fetched again.
-    if (everConnected) requestRefresh();
+    if (everConnected) requestRefresh(undefined);
     everConnected = true;
   });
   source.addEventListener('error', () => {
@@ -242,20 +272,22 @@ function connect() {
     }
   });
   source.addEventListener('delivery', (e) => {
+    let study;
     try {
       const data = JSON.parse(e.data);
       if (data.study_id && !labels.has(String(data.study_id))) studiesStale = true;
+      study = data.study_id ?? null;
     } catch {
-      // The refresh below fetches the truth anyway.
+      // The refresh fetches the truth anyway, for every view.
     }
-    requestRefresh();
+    requestRefresh(study);
   });
-  source.addEventListener('refused', requestRefresh);
+  source.addEventListener('refused', () => requestRefresh(undefined));
   // The public URL, its reachability or the tunnel changed.
-  source.addEventListener('reach', requestRefresh);
+  source.addEventListener('reach', () => requestRefresh(undefined));
   source.addEventListener('lagged', () => {
     studiesStale = true;
-    requestRefresh();
+    requestRefresh(undefined);
   });
 }
 

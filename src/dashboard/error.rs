@@ -12,11 +12,26 @@ use crate::store::StoreError;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// A refused file's problems by line, so that a page can list them beside the form.
+    problems: Vec<LineProblem>,
+    /// Problems not listed.
+    more: usize,
+}
+
+/// One problem of a refused file, at its 1-based line.
+#[derive(Debug, Serialize)]
+pub struct LineProblem {
+    pub line: usize,
+    pub message: String,
 }
 
 impl ApiError {
     pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), problems: Vec::new(), more: 0 }
+    }
+    /// A 400 for a file, with each problem by line.
+    pub(super) fn bad_file(message: impl Into<String>, problems: Vec<LineProblem>, more: usize) -> Self {
+        ApiError { problems, more, ..ApiError::bad_request(message) }
     }
     pub(super) fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, message)
@@ -53,11 +68,20 @@ impl From<rusqlite::Error> for ApiError {
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
+    #[serde(skip_serializing_if = "<[LineProblem]>::is_empty")]
+    problems: &'a [LineProblem],
+    #[serde(skip_serializing_if = "is_zero")]
+    more: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: &self.message })).into_response()
+        let body = ErrorBody { error: &self.message, problems: &self.problems, more: self.more };
+        (self.status, Json(body)).into_response()
     }
 }
 

@@ -110,14 +110,23 @@ pub fn uploads_on(conn: &Connection, study_id: &str, day: NaiveDate) -> rusqlite
     )
 }
 
-/// Each subject's wear minutes per day from `from` to `to` (subject-local days), for the
-/// day-by-day columns.
+/// One subject-day of the day-by-day columns: its wear minutes (`None` without
+/// statistics, or when they gave none) and the uploads of that subject received that
+/// day (the researcher's local day).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DayActivity {
+    pub wear_minutes: Option<f64>,
+    pub uploads: u32,
+}
+
+/// Each subject's days from `from` to `to` that have statistics (subject-local days) or
+/// uploads (local days), for the day-by-day columns.
 pub fn days(
     conn: &Connection,
     study_id: &str,
     from: NaiveDate,
     to: NaiveDate,
-) -> rusqlite::Result<BTreeMap<String, BTreeMap<NaiveDate, Option<f64>>>> {
+) -> rusqlite::Result<BTreeMap<String, BTreeMap<NaiveDate, DayActivity>>> {
     let mut stmt = conn.prepare_cached(
         "SELECT subject_id, day, wear_minutes FROM subject_days WHERE study_id = ?1 AND day >= ?2 AND day <= ?3",
     )?;
@@ -125,11 +134,31 @@ pub fn days(
     let rows = stmt.query_map(rusqlite::params![study_id, fmt(from), fmt(to)], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<f64>>(2)?))
     })?;
-    let mut out: BTreeMap<String, BTreeMap<NaiveDate, Option<f64>>> = BTreeMap::new();
+    let mut out: BTreeMap<String, BTreeMap<NaiveDate, DayActivity>> = BTreeMap::new();
     for row in rows {
         let (subject, day, wear) = row?;
         if let Some(day) = date(Some(day)) {
-            out.entry(subject).or_default().insert(day, wear);
+            out.entry(subject).or_default().entry(day).or_default().wear_minutes = wear;
+        }
+    }
+    // An upload is first seen no later than it was last updated, so uploads not updated
+    // since the day before `from` (in UTC, earlier than any local midnight of `from`)
+    // cannot count, and the study's index on `updated_at` skips them.
+    let updated_since =
+        (from - Duration::days(1)).and_hms_opt(0, 0, 0).map_or(0, |t| super::to_ms(t.and_utc()));
+    let mut uploads = conn.prepare_cached(
+        "SELECT subject_id, first_seen_day, count(*) FROM uploads
+         WHERE study_id = ?1 AND updated_at >= ?2 AND first_seen_day >= ?3 AND first_seen_day <= ?4
+           AND subject_id IS NOT NULL
+         GROUP BY subject_id, first_seen_day",
+    )?;
+    let rows = uploads.query_map(rusqlite::params![study_id, updated_since, fmt(from), fmt(to)], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, u32>(2)?))
+    })?;
+    for row in rows {
+        let (subject, day, count) = row?;
+        if let Some(day) = date(Some(day)) {
+            out.entry(subject).or_default().entry(day).or_default().uploads = count;
         }
     }
     Ok(out)

@@ -1,10 +1,13 @@
 //! Subjects: per study, who has sent what, kept by the writer; and one subject's events.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rusqlite::{params, Connection};
 use serde::Serialize;
 use serde_json::json;
 
+use super::compliance::DayActivity;
 use super::deliveries::{delivery_row_from, DeliveryRow, DELIVERY_COLUMNS};
 use super::listing::Page;
 use super::uploads::StatusCounts;
@@ -56,6 +59,51 @@ pub fn page(
     Ok(Page::from_rows(items, limit, |s: &SubjectRow| {
         json!([to_ms(s.last_delivery_at), s.subject_id]).to_string()
     }))
+}
+
+/// One subject's days from `from` to `to` that have statistics or uploads, for its
+/// day-by-day wear table: the same reading as [`super::compliance::days`] for one subject.
+pub fn days(
+    conn: &Connection,
+    study: &str,
+    subject: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> rusqlite::Result<BTreeMap<NaiveDate, DayActivity>> {
+    let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+    let parse = |text: String| NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok();
+    let mut out: BTreeMap<NaiveDate, DayActivity> = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT day, wear_minutes FROM subject_days
+         WHERE study_id = ?1 AND subject_id = ?2 AND day >= ?3 AND day <= ?4",
+    )?;
+    let rows = stmt.query_map(params![study, subject, fmt(from), fmt(to)], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Option<f64>>(1)?))
+    })?;
+    for row in rows {
+        let (day, wear) = row?;
+        if let Some(day) = parse(day) {
+            out.entry(day).or_default().wear_minutes = wear;
+        }
+    }
+    // As for the study: an upload first seen from `from` on was updated since then.
+    let updated_since = (from - Duration::days(1)).and_hms_opt(0, 0, 0).map_or(0, |t| to_ms(t.and_utc()));
+    let mut stmt = conn.prepare_cached(
+        "SELECT first_seen_day, count(*) FROM uploads
+         WHERE study_id = ?1 AND subject_id = ?2 AND updated_at >= ?3
+           AND first_seen_day >= ?4 AND first_seen_day <= ?5
+         GROUP BY first_seen_day",
+    )?;
+    let rows = stmt.query_map(params![study, subject, updated_since, fmt(from), fmt(to)], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?))
+    })?;
+    for row in rows {
+        let (day, count) = row?;
+        if let Some(day) = parse(day) {
+            out.entry(day).or_default().uploads = count;
+        }
+    }
+    Ok(out)
 }
 
 /// A delivery of another event type, with its typed content for display.

@@ -81,6 +81,21 @@ impl Harness {
         request.body(body.to_string()).send().await.expect("the receiver answers").status().as_u16()
     }
 
+    /// A raw body (a roster file) posted as the dashboard page posts it, with its Origin.
+    async fn post_bytes(&self, path: &str, body: Vec<u8>, origin: bool) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.dashboard))
+            .header("Content-Type", "text/csv")
+            .body(body);
+        if origin {
+            request = request.header("Origin", &self.dashboard);
+        }
+        let response = request.send().await.expect("an answer");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     async fn get(&self, path: &str) -> (u16, Value) {
         let response = self.client.get(format!("{}{path}", self.dashboard)).send().await.expect("an answer");
         let status = response.status().as_u16();
@@ -717,8 +732,8 @@ async fn compliance_gives_each_subjects_days_in_a_range_and_refuses_bad_ranges()
     assert_eq!(
         ranged["subjects"][0]["days"],
         json!([
-            { "day": "2026-11-02", "wear_minutes": 700.0, "valid": true },
-            { "day": "2026-11-03", "wear_minutes": 699.0, "valid": false },
+            { "day": "2026-11-02", "wear_minutes": 700.0, "valid": true, "uploads": 0 },
+            { "day": "2026-11-03", "wear_minutes": 699.0, "valid": false, "uploads": 0 },
         ]),
         "700 is valid at this study's 700, 699 is not; 1 December is outside: {ranged}"
     );
@@ -732,5 +747,160 @@ async fn compliance_gives_each_subjects_days_in_a_range_and_refuses_bad_ranges()
         let (status, error) = h.get(&format!("/api/studies/189/compliance?{bad}")).await;
         assert_eq!(status, 400, "{bad} is refused: {error}");
     }
+    h.stop().await;
+}
+
+/// `POST /api/studies/{study}/roster`: a CSV file imported whole, or refused with every
+/// bad row by line and the roster left as it was; `GET` lists it with who was seen.
+#[tokio::test]
+async fn a_roster_file_is_imported_whole_or_refused_by_line_with_nothing_stored() {
+    let h = Harness::start().await;
+    assert_eq!(h.upload(upload("7001", "completed", "189", "1042"), None).await, 200);
+    assert_eq!(h.upload(upload("7002", "completed", "189", "2001"), None).await, 200);
+    let good = "subject_id;label;enrolled_on\r\n1042;Anna;2026-11-01\r\n1044;\"Ben; the second\";\r\n";
+    let (status, imported) = h.post_bytes("/api/studies/189/roster", good.as_bytes().to_vec(), true).await;
+    assert_eq!(status, 200, "a good file is imported: {imported}");
+    assert_eq!(
+        imported,
+        json!({ "study_id": "189", "added": 2, "updated": 0, "removed": 0, "total": 2 }),
+        "the answer counts what was imported"
+    );
+    let (status, listed) = h.get("/api/studies/189/roster").await;
+    assert_eq!(status, 200, "{listed}");
+    let rows: Vec<(Value, Value, Value)> = listed["roster"]
+        .as_array()
+        .expect("a roster list")
+        .iter()
+        .map(|r| (r["subject_id"].clone(), r["label"].clone(), r["seen"].clone()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (json!("1042"), json!("Anna"), json!(true)),
+            (json!("1044"), json!("Ben; the second"), json!(false))
+        ],
+        "the roster as imported, each member marked seen or not: {listed}"
+    );
+    assert_eq!(listed["unlisted"], json!(["2001"]), "a subject seen but not on the roster: {listed}");
+
+    // Three bad rows (a day/month date, a duplicate id, a row without an id): all are
+    // named by their line, and nothing of the file is stored.
+    let bad = "subject_id,label,enrolled_on\n1042,Anna,01/11/2026\n\n1042,Again,\n,No id,\n1050,Fine,\n";
+    let (status, refused) = h.post_bytes("/api/studies/189/roster", bad.as_bytes().to_vec(), true).await;
+    assert_eq!(status, 400, "a file with bad rows is refused: {refused}");
+    let lines: Vec<i64> = refused["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the problems are listed: {refused}"))
+        .iter()
+        .map(|p| p["line"].as_i64().unwrap_or_default())
+        .collect();
+    assert_eq!(lines, vec![2, 4, 5], "each bad row is named by its line: {refused}");
+    assert!(
+        refused["problems"]
+            .as_array()
+            .is_some_and(|p| p.iter().all(|p| p["message"].as_str().is_some_and(|m| !m.is_empty()))),
+        "each problem says what is wrong: {refused}"
+    );
+    assert!(
+        refused["error"].as_str().is_some_and(|e| e.contains("nothing changed")),
+        "the error says nothing was imported: {refused}"
+    );
+    let (_, after) = h.get("/api/studies/189/roster").await;
+    assert_eq!(after["roster"], listed["roster"], "a refused file changes nothing: {after}");
+
+    for (what, body) in [
+        ("an empty file", Vec::new()),
+        ("a file without a subject_id column", b"id,label\n1042,Anna\n".to_vec()),
+        ("a file that is not UTF-8", b"subject_id,label\n1042,Ren\xe9e\n".to_vec()),
+    ] {
+        let (status, error) = h.post_bytes("/api/studies/189/roster", body, true).await;
+        assert_eq!(status, 400, "{what} is refused: {error}");
+        assert!(error["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: a clear message: {error}");
+    }
+    let (status, error) =
+        h.post_bytes(&format!("/api/studies/{}/roster", "9".repeat(65)), good.into(), true).await;
+    assert_eq!(status, 400, "a study id no study has is refused: {error}");
+    let mut huge = b"subject_id\n".to_vec();
+    huge.resize(5 * 1024 * 1024 + 1, b'1');
+    let (status, error) = h.post_bytes("/api/studies/189/roster", huge, true).await;
+    assert_eq!(status, 413, "a file over 5 MiB is refused: {error}");
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("5 MiB")), "and says the limit: {error}");
+    let (status, _) = h.post_bytes("/api/studies/189/roster", good.into(), false).await;
+    assert_eq!(status, 403, "a roster upload from another origin is refused");
+    let (_, last) = h.get("/api/studies/189/roster").await;
+    assert_eq!(last["roster"], listed["roster"], "none of the refused requests changed the roster: {last}");
+    h.stop().await;
+}
+
+/// Each subject-day of the compliance API counts that subject's uploads received that
+/// (local) day, and a day with uploads but no statistics is there with no wear; roster
+/// members who never synced are marked, with their enrolment.
+#[tokio::test]
+async fn compliance_days_count_each_days_uploads_even_without_statistics() {
+    let h = Harness::start().await;
+    let today = chrono::Local::now().date_naive();
+    let yesterday = today - chrono::Duration::days(1);
+    let body = json!({ "studyId": 189, "subjectId": 44732, "date": format!("{yesterday}T00:00:00"),
+                       "epochAggregation": { "wearMinutes": 700, "nonWearMinutes": 740 } });
+    assert_eq!(h.deliver("daily_statistics_complete", &body.to_string(), None).await, 200);
+    // 44732: one upload that started then completed, and another; 5: one, no statistics.
+    for (id, status, subject) in [
+        ("8001", "started", "44732"),
+        ("8001", "completed", "44732"),
+        ("8002", "completed", "44732"),
+        ("8003", "error", "5"),
+    ] {
+        assert_eq!(h.upload(upload(id, status, "189", subject), None).await, 200);
+    }
+    let roster = format!("subject_id,enrolled_on\n44732,\n9999,{yesterday}\n");
+    let (status, _) = h.post_bytes("/api/studies/189/roster", roster.into_bytes(), true).await;
+    assert_eq!(status, 200);
+
+    let (status, c) = h.get(&format!("/api/studies/189/compliance?from={yesterday}&to={today}")).await;
+    assert_eq!(status, 200, "{c}");
+    let subject = |id: &str| {
+        c["subjects"]
+            .as_array()
+            .and_then(|l| l.iter().find(|s| s["subject_id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("subject {id} is listed: {c}"))
+    };
+    assert_eq!(
+        subject("44732")["days"],
+        json!([
+            { "day": yesterday.to_string(), "wear_minutes": 700.0, "valid": true, "uploads": 0 },
+            { "day": today.to_string(), "wear_minutes": null, "valid": false, "uploads": 2 },
+        ]),
+        "an upload seen twice counts once; today has uploads and no statistics: {c}"
+    );
+    assert_eq!(
+        subject("5")["days"],
+        json!([{ "day": today.to_string(), "wear_minutes": null, "valid": false, "uploads": 1 }]),
+        "a failed upload is an upload of that day: {c}"
+    );
+    let never = subject("9999");
+    assert_eq!(
+        (&never["seen"], &never["on_roster"], &never["enrolled_on"], &never["days"]),
+        (&json!(false), &json!(true), &json!(yesterday.to_string()), &json!([])),
+        "a roster member who never synced is marked unseen, with the enrolment: {never}"
+    );
+    assert_eq!(subject("5")["seen"], json!(true), "a subject not on the roster was seen: {c}");
+
+    // The subject's page has its last 28 complete days, yesterday first.
+    let (status, page) = h.get("/api/studies/189/subjects/44732").await;
+    assert_eq!(status, 200, "{page}");
+    let days = page["wear"]["days"].as_array().unwrap_or_else(|| panic!("the wear days: {page}"));
+    assert_eq!(days.len(), 28, "28 complete days: {page}");
+    assert_eq!(
+        days[0],
+        json!({ "day": yesterday.to_string(), "wear_minutes": 700.0, "valid": true, "uploads": 0 }),
+        "yesterday first, valid at the default 600 minutes: {page}"
+    );
+    assert_eq!(
+        days[27]["day"],
+        json!((yesterday - chrono::Duration::days(27)).to_string()),
+        "back to 28 days before today: {page}"
+    );
+    assert_eq!(page["wear"]["valid_day_minutes"], 600, "{page}");
     h.stop().await;
 }

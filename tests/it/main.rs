@@ -16,6 +16,7 @@ mod harness;
 #[path = "../common/tls_proxy.rs"]
 mod tls_proxy;
 
+mod compliance_browser;
 mod crash;
 mod dashboard_api;
 mod dashboard_browser;

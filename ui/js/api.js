@@ -2,10 +2,12 @@
 // ApiError so a view can show the message next to what the person did.
 
 export class ApiError extends Error {
-  constructor(message, status) {
+  constructor(message, status, problems = []) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
+    // A refused file's problems by line: [{ line, message }].
+    this.problems = problems;
   }
 }
 
@@ -19,14 +21,18 @@ export function apiUrl(path, params) {
   return text ? `${path}?${text}` : path;
 }
 
-async function call(method, url, body, signal) {
+/** `file`: a body sent as it is (`{ bytes, type }`) instead of `body` as JSON. */
+async function call(method, url, body, signal, file) {
   let response;
+  const headers = { Accept: 'application/json' };
+  if (file) headers['Content-Type'] = file.type;
+  else if (body !== undefined) headers['Content-Type'] = 'application/json';
   try {
     response = await fetch(url, {
       method,
       signal,
-      headers: body === undefined ? { Accept: 'application/json' } : { Accept: 'application/json', 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      headers,
+      body: file ? file.bytes : body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
     });
   } catch (e) {
@@ -44,7 +50,8 @@ async function call(method, url, body, signal) {
   }
   if (!response.ok) {
     const message = data && typeof data.error === 'string' ? data.error : `request failed (HTTP ${response.status})`;
-    throw new ApiError(message, response.status);
+    const problems = data && Array.isArray(data.problems) ? data.problems : [];
+    throw new ApiError(message, response.status, problems);
   }
   return data;
 }
@@ -52,6 +59,8 @@ async function call(method, url, body, signal) {
 export const get = (path, params, signal) => call('GET', apiUrl(path, params), undefined, signal);
 export const put = (path, body, signal) => call('PUT', path, body, signal);
 export const post = (path, body, signal) => call('POST', path, body ?? {}, signal);
+/** Posts a file's bytes (a CSV roster) as the request body. */
+export const postFile = (path, bytes, type, signal) => call('POST', path, undefined, signal, { bytes, type });
 // DELETE has no body, but still says it speaks JSON (the server checks Origin, not this).
 export const del = (path, signal) => call('DELETE', path, {}, signal);
 

@@ -41,6 +41,8 @@ export const links = {
   upload: (study, upload) => hashFor(['uploads', study, upload]),
   subjects: (study) => hashFor(['subjects'], { study }),
   subject: (study, subject) => hashFor(['subjects', study, subject]),
+  // `#/compliance/{study}` is also where the desktop app's digest notification opens.
+  compliance: (study, params) => hashFor(study === undefined || study === null || study === '' ? ['compliance'] : ['compliance', study], params),
   deliveries: (filters) => hashFor(['deliveries'], filters),
   delivery: (seq) => hashFor(['deliveries', seq]),
   settings: (section) => hashFor(['settings'], { section }),

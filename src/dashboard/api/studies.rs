@@ -1,19 +1,27 @@
 //! `GET /api/studies`, `PUT /api/studies/{study}` (its name and its compliance
-//! protocol), `GET /api/studies/{study}/compliance`, and a study's subjects:
-//! `/api/studies/{study}/subjects` and one subject's uploads and events.
+//! protocol), `GET /api/studies/{study}/compliance`, its roster (`GET` and `POST`
+//! `/api/studies/{study}/roster`), and a study's subjects:
+//! `/api/studies/{study}/subjects` and one subject's uploads, events and days.
 
-use axum::extract::{Path, Query, State};
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::Json;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::{db, non_empty, FilterParams};
-use crate::dashboard::error::{ok, ApiError, ApiResult};
+use crate::dashboard::error::{ok, ApiError, ApiResult, LineProblem};
 use crate::dashboard::DashboardState;
 use crate::store::compliance as store_compliance;
+use crate::store::compliance::DayActivity;
 use crate::store::listing::Page;
 use crate::store::protocols::{self, Protocol, ProtocolChange};
+use crate::store::roster::{self, RosterRow};
 use crate::store::subjects::{self, SubjectEvent, SubjectRow};
 use crate::store::uploads::{self, UploadQuery, UploadRow};
 use crate::store::{studies, Filter};
@@ -23,6 +31,10 @@ pub(super) fn routes() -> Router<DashboardState> {
         .route("/studies", get(list))
         .route("/studies/{study}", put(name))
         .route("/studies/{study}/compliance", get(compliance))
+        .route(
+            "/studies/{study}/roster",
+            get(roster_list).post(roster_import).layer(DefaultBodyLimit::max(MAX_ROSTER_BYTES)),
+        )
         .route("/studies/{study}/subjects", get(subjects))
         .route("/studies/{study}/subjects/{subject}", get(subject))
 }
@@ -111,13 +123,27 @@ struct Day {
     day: chrono::NaiveDate,
     wear_minutes: Option<f64>,
     valid: bool,
+    /// Uploads of the subject received that day (the researcher's local day).
+    uploads: u32,
+}
+
+impl Day {
+    fn new(day: chrono::NaiveDate, activity: DayActivity, threshold: f64) -> Day {
+        let DayActivity { wear_minutes, uploads } = activity;
+        Day { day, wear_minutes, valid: wear_minutes.is_some_and(|w| w >= threshold), uploads }
+    }
 }
 
 #[derive(Serialize)]
 struct SubjectDays {
     #[serde(flatten)]
     compliance: crate::compliance::SubjectCompliance,
-    /// With `from` and `to`: the subject's days in that range that have statistics.
+    /// Whether a delivery has named the subject (a roster member may not have synced yet).
+    seen: bool,
+    /// The roster's enrolment window, when it gives one.
+    enrolled_on: Option<chrono::NaiveDate>,
+    expected_until: Option<chrono::NaiveDate>,
+    /// With `from` and `to`: the subject's days in that range that have statistics or uploads.
     #[serde(skip_serializing_if = "Option::is_none")]
     days: Option<Vec<Day>>,
 }
@@ -167,6 +193,8 @@ async fn compliance(
             Some((from, to)) => store_compliance::days(conn, &study, from, to)?,
             None => Default::default(),
         };
+        let mut on_roster: HashMap<String, RosterRow> =
+            roster::list(conn, &study)?.into_iter().map(|r| (r.entry.subject_id.clone(), r)).collect();
         let threshold = f64::from(protocol.valid_day_minutes);
         let subjects = result
             .subjects
@@ -174,15 +202,17 @@ async fn compliance(
             .map(|compliance| {
                 let days = range.map(|_| {
                     let days = by_subject.remove(&compliance.subject_id).unwrap_or_default();
-                    days.into_iter()
-                        .map(|(day, wear_minutes)| Day {
-                            day,
-                            wear_minutes,
-                            valid: wear_minutes.is_some_and(|w| w >= threshold),
-                        })
-                        .collect()
+                    days.into_iter().map(|(day, activity)| Day::new(day, activity, threshold)).collect()
                 });
-                SubjectDays { compliance, days }
+                // Every subject not on the roster comes from the subjects seen in deliveries.
+                let entry = on_roster.remove(&compliance.subject_id);
+                SubjectDays {
+                    seen: entry.as_ref().is_none_or(|r| r.seen),
+                    enrolled_on: entry.as_ref().and_then(|r| r.entry.enrolled_on),
+                    expected_until: entry.as_ref().and_then(|r| r.entry.expected_until),
+                    compliance,
+                    days,
+                }
             })
             .collect();
         Ok(Compliance {
@@ -196,6 +226,74 @@ async fn compliance(
             to: range.map(|r| r.1),
             subjects,
         })
+    })
+    .await
+    .and_then(ok)
+}
+
+/// The largest roster file the dashboard takes: far more than any study's subjects.
+const MAX_ROSTER_BYTES: usize = 5 * 1024 * 1024;
+
+fn roster_study(study: &str) -> Result<String, ApiError> {
+    let study = study.trim();
+    if !roster::is_plausible_id(study) {
+        return Err(ApiError::bad_request("not a study id"));
+    }
+    Ok(study.to_string())
+}
+
+#[derive(Serialize)]
+struct Roster {
+    study_id: String,
+    roster: Vec<RosterRow>,
+    /// Subjects seen in deliveries that are not on the roster.
+    unlisted: Vec<String>,
+}
+
+async fn roster_list(State(state): State<DashboardState>, Path(study): Path<String>) -> ApiResult {
+    let study = roster_study(&study)?;
+    db(&state, move |conn| {
+        let roster = roster::list(conn, &study)?;
+        let unlisted = roster::unlisted(conn, &study)?;
+        Ok(Roster { study_id: study, roster, unlisted })
+    })
+    .await
+    .and_then(ok)
+}
+
+#[derive(Serialize)]
+struct Imported {
+    study_id: String,
+    #[serde(flatten)]
+    summary: roster::ImportSummary,
+}
+
+/// Replaces the study's roster with the CSV file sent as the body, whole or not at all:
+/// a file with any bad row is a 400 listing every problem by line.
+async fn roster_import(
+    State(state): State<DashboardState>,
+    Path(study): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let study = roster_study(&study)?;
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a roster file is at most {} MiB", MAX_ROSTER_BYTES / (1024 * 1024)),
+        ),
+        _ => ApiError::bad_request(format!("the roster file could not be read: {e}")),
+    })?;
+    let entries = roster::parse_csv(&body).map_err(|e| {
+        let problems = e.problems.iter().map(|p| LineProblem { line: p.line, message: p.message.clone() });
+        ApiError::bad_file(
+            format!("the roster was not imported, nothing changed: {e}"),
+            problems.collect(),
+            e.more,
+        )
+    })?;
+    db(&state, move |conn| {
+        let summary = roster::import(conn, &study, &entries, chrono::Utc::now())?;
+        Ok(Imported { study_id: study, summary })
     })
     .await
     .and_then(ok)
@@ -232,7 +330,21 @@ struct Subject {
     subject_id: String,
     uploads: Page<UploadRow>,
     events: Vec<SubjectEvent>,
+    wear: WearDays,
 }
+
+/// A subject's last complete days, one entry each, against the study's threshold.
+#[derive(Serialize)]
+struct WearDays {
+    valid_day_minutes: u32,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    /// The most recent day first.
+    days: Vec<Day>,
+}
+
+/// The complete days of the subject's wear table: yesterday and the 27 before it.
+const WEAR_DAYS: i64 = 28;
 
 async fn subject(
     State(state): State<DashboardState>,
@@ -244,7 +356,19 @@ async fn subject(
         let uploads = uploads::page(conn, &UploadQuery { filter, limit: 100, ..Default::default() })?;
         let events = subjects::events(conn, &study, &subject, 200)?;
         let study_label = studies::label(conn, &study)?;
-        Ok(Subject { study_id: study, study_label, subject_id: subject, uploads, events })
+        let protocol = protocols::protocol(conn, &study)?;
+        let to = chrono::Local::now().date_naive() - chrono::Duration::days(1);
+        let from = to - chrono::Duration::days(WEAR_DAYS - 1);
+        let mut by_day = subjects::days(conn, &study, &subject, from, to)?;
+        let threshold = f64::from(protocol.valid_day_minutes);
+        let mut days: Vec<Day> = from
+            .iter_days()
+            .take_while(|d| *d <= to)
+            .map(|d| Day::new(d, by_day.remove(&d).unwrap_or_default(), threshold))
+            .collect();
+        days.reverse();
+        let wear = WearDays { valid_day_minutes: protocol.valid_day_minutes, from, to, days };
+        Ok(Subject { study_id: study, study_label, subject_id: subject, uploads, events, wear })
     })
     .await
     .and_then(ok)

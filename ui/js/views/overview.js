@@ -150,6 +150,7 @@ function card(study, data, ctx) {
     h('footer', { class: 'card-foot' },
       h('a', { href: links.uploads({ study: id }) }, 'Uploads'),
       h('a', { href: links.subjects(id) }, 'Subjects'),
+      h('a', { href: links.compliance(id), testid: 'compliance-link' }, 'Compliance'),
       h('a', { href: links.deliveries({ study: id }) }, 'Deliveries')));
 }
 

@@ -1,10 +1,11 @@
 // Settings: webhooks and their authentication (secrets are write-only), study names,
-// notification preferences, the public URL, retention and the stalled threshold.
+// each study's compliance protocol and roster, notification preferences, the public
+// URL, retention and the stalled threshold.
 
 import * as api from '../api.js';
 import { h, replace } from '../dom.js';
 import { errorBox, loading, outcome } from '../components.js';
-import { time } from '../format.js';
+import { count, plural, time } from '../format.js';
 import { links } from '../route.js';
 
 const MODES = [
@@ -241,6 +242,154 @@ function studyNamesPanel(ctx, refresh, flash) {
     newForm);
 }
 
+/** A whole number from a field, or an error that names the field. */
+function wholeNumber(input, name) {
+  const text = input.value.trim();
+  const value = Number(text);
+  if (!text || !Number.isInteger(value) || value < 0) throw new Error(`${name} must be a whole number.`);
+  return value;
+}
+
+/**
+ * Per study: the compliance protocol (what the API refuses is said next to the form)
+ * and the roster, imported from a CSV file whole or not at all.
+ */
+function compliancePanel(ctx, state) {
+  const studies = ctx.studies();
+  if (!studies.length) {
+    return h('section', { class: 'panel', id: 'settings-compliance', testid: 'compliance-settings', 'aria-labelledby': 'compliance-title' },
+      h('h2', { id: 'compliance-title' }, 'Compliance'),
+      h('p', { class: 'muted' }, 'No studies yet. Name one under Study names to set its protocol and import its roster before its first delivery.'));
+  }
+  if (!studies.some((s) => s.study_id === state.study)) state.study = studies[0].study_id;
+  const study = studies.find((s) => s.study_id === state.study);
+  const p = study.protocol;
+  const picker = h('select', { id: 'protocol-study', testid: 'protocol-study' },
+    studies.map((s) => h('option', { value: s.study_id, selected: s.study_id === study.study_id }, s.label ? `${s.label} (${s.study_id})` : `Study ${s.study_id}`)));
+  const number = (id, value, min, max) => h('input', { id, testid: id, type: 'number', min: String(min), max: String(max), step: '1', inputmode: 'numeric', value: String(value) });
+  const validMinutes = number('protocol-valid-day-minutes', p.valid_day_minutes, 1, 1440);
+  const perWeek = number('protocol-valid-days-per-week', p.valid_days_per_week, 1, 7);
+  const silentAfter = number('protocol-silent-after', p.silent_after_days, 1, 365);
+  const from = h('input', { id: 'protocol-monitoring-from', testid: 'protocol-monitoring-from', type: 'date', value: p.monitoring_from || '' });
+  const until = h('input', { id: 'protocol-monitoring-until', testid: 'protocol-monitoring-until', type: 'date', value: p.monitoring_until || '' });
+  const weekend = checkbox('protocol-weekend', 'One of the valid days must be a Saturday or Sunday', p.weekend_day_required);
+  const protocolResult = outcome('protocol-result');
+  carry(protocolResult, state.flash);
+  state.flash = null;
+  const protocolSave = h('button', { type: 'submit', class: 'button button-primary', testid: 'protocol-save' }, 'Save protocol');
+
+  // No browser validation: the API's own message says what is wrong, next to the form.
+  const protocolForm = h('form', {
+    class: 'subform', 'aria-labelledby': 'protocol-title', novalidate: true,
+    onsubmit: async (e) => {
+      e.preventDefault();
+      protocolResult.clear();
+      let body;
+      try {
+        body = {
+          valid_day_minutes: wholeNumber(validMinutes, 'The wear minutes of a valid day'),
+          valid_days_per_week: wholeNumber(perWeek, 'The valid days a week'),
+          weekend_day_required: weekend.querySelector('input').checked,
+          silent_after_days: wholeNumber(silentAfter, 'The days without an upload'),
+          monitoring_from: from.value || null,
+          monitoring_until: until.value || null,
+        };
+      } catch (err) {
+        protocolResult.fail(err.message);
+        return;
+      }
+      protocolSave.disabled = true;
+      try {
+        await api.put(api.path('studies', study.study_id), body);
+        await ctx.reloadStudies();
+        state.flash = { ok: `Saved the protocol of ${study.label || `study ${study.study_id}`}.` };
+        state.redraw();
+      } catch (err) {
+        protocolResult.fail(err.message);
+        protocolSave.disabled = false;
+      }
+    },
+  },
+    h('h3', { id: 'protocol-title' }, 'Protocol'),
+    h('div', { class: 'form-grid' },
+      field('Wear minutes for a valid day', validMinutes, '600 (10 h) is the NHANES convention; 24-hour wrist protocols often use 960 (16 h).'),
+      field('Valid days a week', perWeek, '4 is the NHANES adherence rule.'),
+      field('Silent after (days without an upload)', silentAfter),
+      field('Monitoring from', from, 'Optional: days before it are not expected.'),
+      field('Monitoring until', until, 'Optional.')),
+    weekend,
+    h('div', { class: 'button-row' }, protocolSave),
+    protocolResult.el);
+
+  const file = h('input', { id: 'roster-file', testid: 'roster-file', type: 'file', accept: '.csv,text/csv' });
+  const rosterResult = outcome('roster-result');
+  const problems = h('ul', { class: 'problems', testid: 'roster-problems', hidden: true });
+  const summary = h('p', { class: 'hint', testid: 'roster-summary' });
+  const rosterSave = h('button', { type: 'submit', class: 'button', testid: 'roster-upload' }, 'Import roster');
+  const showSummary = async () => {
+    try {
+      const r = await api.get(api.path('studies', study.study_id, 'roster'), null, ctx.signal);
+      const seen = r.roster.filter((row) => row.seen).length;
+      summary.textContent = r.roster.length
+        ? `On the roster: ${plural(r.roster.length, 'subject')}, ${count(seen)} seen in deliveries${r.unlisted.length ? `; ${plural(r.unlisted.length, 'subject')} seen but not on it` : ''}.`
+        : 'No roster yet: subjects are known only once a delivery names them.';
+    } catch (err) {
+      if (err.name !== 'AbortError') summary.textContent = err.message;
+    }
+  };
+  const rosterForm = h('form', {
+    class: 'subform', 'aria-labelledby': 'roster-title',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      rosterResult.clear();
+      problems.hidden = true;
+      replace(problems);
+      const chosen = file.files && file.files[0];
+      if (!chosen) {
+        rosterResult.fail('Choose a CSV file first.');
+        return;
+      }
+      rosterSave.disabled = true;
+      try {
+        const bytes = await chosen.arrayBuffer();
+        const done = await api.postFile(api.path('studies', study.study_id, 'roster'), bytes, 'text/csv');
+        rosterResult.ok(`Imported ${plural(done.total, 'subject')} from ${chosen.name} (${count(done.added)} added, ${count(done.updated)} updated, ${count(done.removed)} removed).`);
+        file.value = '';
+        await showSummary();
+      } catch (err) {
+        if (err.problems && err.problems.length) {
+          rosterResult.fail(`${chosen.name} was not imported and the roster is unchanged. Fix these lines and import it again:`);
+          replace(problems, err.problems.map((pr) => h('li', { testid: 'roster-problem', dataset: { line: pr.line } }, `Line ${pr.line}: ${pr.message}`)));
+          problems.hidden = false;
+        } else {
+          rosterResult.fail(err.message);
+        }
+      } finally {
+        rosterSave.disabled = false;
+      }
+    },
+  },
+    h('h3', { id: 'roster-title' }, 'Roster'),
+    h('p', { class: 'hint' }, 'A CSV file with a subject_id column and, optionally, label, enrolled_on and expected_until (YYYY-MM-DD), separated by , or ;. It replaces the study\'s roster; a file with any bad row imports nothing.'),
+    summary,
+    h('div', { class: 'form-row' }, field('Roster file', file), h('div', { class: 'field field-buttons' }, rosterSave)),
+    rosterResult.el,
+    problems);
+
+  picker.addEventListener('change', () => {
+    state.study = picker.value;
+    state.redraw();
+  });
+  showSummary();
+  return h('section', { class: 'panel', id: 'settings-compliance', testid: 'compliance-settings', 'aria-labelledby': 'compliance-title' },
+    h('div', { class: 'panel-head' },
+      h('h2', { id: 'compliance-title' }, 'Compliance'),
+      h('a', { class: 'panel-links', href: links.compliance(study.study_id) }, 'Open the compliance view')),
+    h('div', { class: 'field field-inline' }, h('label', { for: 'protocol-study' }, 'Study'), picker),
+    protocolForm,
+    rosterForm);
+}
+
 function preferencesPanels(settings, ctx, reloadAll) {
   const prefs = settings.preferences;
   const n = prefs.notifications;
@@ -257,6 +406,18 @@ function preferencesPanels(settings, ctx, reloadAll) {
     upload_started: checkbox('pref-notify-started', 'An upload started', n.upload_started),
     other_failures: checkbox('pref-notify-other', 'Raw processing or data retrieval failed', n.other_failures),
   };
+  const compliance = {
+    silent_subjects: checkbox('pref-notify-silent', 'A subject has not synced for the study\'s silent period', n.silent_subjects),
+    below_target: checkbox('pref-notify-below-target', 'A subject\'s week can no longer reach its valid days', n.below_target),
+  };
+  const digestOn = checkbox('pref-digest-on', 'A morning digest per study (silent, below target, yesterday\'s uploads) at', n.digest_at !== null);
+  const digestAt = h('input', { id: 'pref-digest-at', testid: 'pref-digest-at', type: 'time', value: n.digest_at || '08:00', 'aria-label': 'Digest time' });
+  const digestBox = digestOn.querySelector('input');
+  digestAt.disabled = !digestBox.checked;
+  digestBox.addEventListener('change', () => {
+    digestAt.disabled = !digestBox.checked;
+  });
+  digestOn.append(' ', digestAt);
   const known = ctx.studies();
   const mutedOthers = n.muted_studies.filter((id) => !known.some((s) => s.study_id === id));
   const mutedBoxes = known.map((s) => {
@@ -273,6 +434,7 @@ function preferencesPanels(settings, ctx, reloadAll) {
       return value;
     };
     if (Boolean(quietStart.value) !== Boolean(quietEnd.value)) throw new Error('Quiet hours need both a start and an end (or neither).');
+    if (digestBox.checked && !digestAt.value) throw new Error('Enter the digest\'s time, or turn the digest off.');
     const stalledMinutes = number(stalled, 'The stalled threshold');
     if (stalledMinutes === null) throw new Error('Enter a stalled threshold in minutes.');
     return {
@@ -286,6 +448,9 @@ function preferencesPanels(settings, ctx, reloadAll) {
         other_failures: checks.other_failures.querySelector('input').checked,
         group_window_seconds: number(groupWindow, 'The grouping window') ?? 0,
         quiet_hours: quietStart.value ? { start: quietStart.value.slice(0, 5), end: quietEnd.value.slice(0, 5) } : null,
+        silent_subjects: compliance.silent_subjects.querySelector('input').checked,
+        below_target: compliance.below_target.querySelector('input').checked,
+        digest_at: digestBox.checked ? digestAt.value.slice(0, 5) : null,
         muted_studies: [...mutedOthers, ...mutedBoxes.map((d) => d.querySelector('input')).filter((b) => b.checked).map((b) => b.dataset.study)],
       },
     };
@@ -338,6 +503,8 @@ function preferencesPanels(settings, ctx, reloadAll) {
       h('h2', { id: 'notifications-title' }, 'Notifications'),
       h('p', { class: 'hint' }, 'What the cpwatch desktop app tells you about.'),
       h('fieldset', null, h('legend', null, 'Notify me when'), Object.values(checks)),
+      h('fieldset', null, h('legend', null, 'Compliance'), Object.values(compliance), digestOn,
+        h('p', { class: 'hint' }, 'The digest opens the study\'s compliance view. These follow quiet hours and mutes like other news.')),
       h('div', { class: 'form-grid' },
         field('Group a burst for up to (seconds)', groupWindow, 'Deliveries arriving together make one notification, told once 5 seconds pass with nothing new, or after this long at most. 0 does not wait.'),
         field('Quiet hours from', quietStart, 'During quiet hours only failures and stalled uploads notify.'),
@@ -405,7 +572,7 @@ function desktopPanel(desktop, ctx) {
 export function mount(root, route, ctx) {
   ctx.setTitle('Settings');
   const body = h('div', { class: 'settings-body' }, loading());
-  const sectionLinks = [['receiver', 'Receiver'], ['webhooks', 'Webhooks'], ['studies', 'Study names'], ['notifications', 'Notifications'], ['data', 'Data']];
+  const sectionLinks = [['receiver', 'Receiver'], ['webhooks', 'Webhooks'], ['studies', 'Study names'], ['compliance', 'Compliance'], ['notifications', 'Notifications'], ['data', 'Data']];
   // Shown once the settings say this dashboard runs inside the desktop app.
   const desktopLink = h('a', { href: links.settings('desktop'), hidden: true }, 'Desktop app');
   replace(root, h('section', { class: 'view view-narrow', testid: 'view-settings' },
@@ -432,8 +599,15 @@ export function mount(root, route, ctx) {
     const settings = await api.get('/api/settings', null, ctx.signal);
     if (webhooksSlot && ctx.alive()) replace(webhooksSlot, webhooksPanel(settings, ctx, reloadWebhooks, flash));
   };
+  let complianceSlot = null;
+  const complianceState = { study: route.query.get('study') || '', flash: null, redraw: () => {} };
+  complianceState.redraw = () => {
+    if (complianceSlot && ctx.alive()) replace(complianceSlot, compliancePanel(ctx, complianceState));
+  };
   const reloadStudyNames = (flash) => {
     if (studiesSlot) replace(studiesSlot, studyNamesPanel(ctx, reloadStudyNames, flash));
+    // A study named here can have its protocol and roster set at once.
+    complianceState.redraw();
   };
 
   const load = async ({ keepResults = false } = {}) => {
@@ -448,8 +622,9 @@ export function mount(root, route, ctx) {
     desktopLink.hidden = !settings.desktop;
     webhooksSlot = h('div', null, webhooksPanel(settings, ctx, reloadWebhooks));
     studiesSlot = h('div', null, studyNamesPanel(ctx, reloadStudyNames));
+    complianceSlot = h('div', null, compliancePanel(ctx, complianceState));
     const [receiverPanel, prefsForm] = preferencesPanels(settings, ctx, load);
-    replace(body, receiverPanel, settings.desktop ? desktopPanel(settings.desktop, ctx) : null, webhooksSlot, studiesSlot, prefsForm,
+    replace(body, receiverPanel, settings.desktop ? desktopPanel(settings.desktop, ctx) : null, webhooksSlot, studiesSlot, complianceSlot, prefsForm,
       h('p', { class: 'muted small' }, 'Looking for how to connect CentrePoint? ', h('a', { href: links.setup() }, 'Open the setup guide'), '.'));
     scrollToSection();
   };

@@ -1,13 +1,15 @@
 // Subjects: per study, each subject with its last upload and counts by status; a subject
-// page with its uploads and its other events (raw processing, data retrieval, daily statistics).
+// page with its day-by-day wear, its uploads and its other events (raw processing, data
+// retrieval, daily statistics).
 
 import * as api from '../api.js';
 import { changeTracker, h, replace, rerender } from '../dom.js';
 import {
   clickableRows, empty, errorBox, eventSummary, loading, studyName, studyTitle, uploadKeys, uploadsTable,
 } from '../components.js';
-import { count, duration, eventName, flagName, pill, plural, time } from '../format.js';
+import { count, dayText, duration, eventName, flagName, pill, plural, time } from '../format.js';
 import { links } from '../route.js';
+import { hoursText } from './compliance.js';
 
 /** More rows than a person reads; the uploads filter finds the rest. */
 const MAX_ROWS = 500;
@@ -39,11 +41,14 @@ export function mountList(root, route, ctx) {
   ctx.setTitle('Subjects');
   const picker = h('select', { id: 'subjects-study', testid: 'subjects-study', onchange: (e) => ctx.navigate(links.subjects(e.target.value)) });
   const subtitle = h('p', { class: 'subtitle' });
+  const complianceLink = h('a', { class: 'button', testid: 'subjects-compliance-link', hidden: true }, 'Compliance of this study');
   const body = h('div', { class: 'results' }, loading());
   replace(root, h('section', { class: 'view', testid: 'view-subjects' },
     h('header', { class: 'view-head' },
       h('div', null, h('h1', { tabindex: '-1' }, 'Subjects'), subtitle),
-      h('div', { class: 'field field-inline' }, h('label', { for: 'subjects-study' }, 'Study'), picker)),
+      h('div', { class: 'head-actions' },
+        complianceLink,
+        h('div', { class: 'field field-inline' }, h('label', { for: 'subjects-study' }, 'Study'), picker))),
     body));
 
   let study = route.query.get('study') || '';
@@ -61,6 +66,8 @@ export function mountList(root, route, ctx) {
       if (chosen && !studies.some((s) => s.study_id === chosen)) options.push(h('option', { value: chosen, selected: true }, chosen));
       replace(picker, options);
     }
+    complianceLink.hidden = !chosen;
+    if (chosen) complianceLink.href = links.compliance(chosen);
     if (!chosen) {
       subtitle.textContent = '';
       replace(body, empty('No studies yet', 'Subjects appear here once CentrePoint sends deliveries for them.', h('a', { href: links.setup() }, 'Open the setup guide')));
@@ -116,6 +123,23 @@ function dailyStatsTable(events) {
     }))));
 }
 
+/** The subject's last complete days, most recent first: wear hours, valid or not, uploads. */
+function wearTable(wear) {
+  const threshold = `${hoursText(wear.valid_day_minutes)} h`;
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'table wear-table', testid: 'subject-wear-table' },
+    h('caption', { class: 'sr-only' }, `Wear per day, a valid day has at least ${threshold} of wear`),
+    h('thead', null, h('tr', null, ['Day', 'Wear hours', 'Valid day', 'Uploads'].map((name, i) => h('th', { scope: 'col', class: i === 1 || i === 3 ? 'num' : null }, name)))),
+    h('tbody', null, wear.days.map((d) => {
+      const known = d.wear_minutes !== null && d.wear_minutes !== undefined;
+      const state = !known ? 'none' : d.valid ? 'valid' : 'below';
+      return h('tr', { testid: 'wear-row', dataset: { day: d.day } },
+        h('td', { class: 'nowrap' }, dayText(d.day, { long: true })),
+        h('td', { class: 'num', title: known ? `${Math.round(d.wear_minutes)} min` : null }, known ? hoursText(d.wear_minutes) : h('span', { class: 'muted' }, '—')),
+        h('td', null, h('span', { class: ['day-mark', `day-${state}`] }, !known ? 'No data' : d.valid ? 'Valid' : `Below ${threshold}`)),
+        h('td', { class: ['num', !d.uploads && 'muted'] }, count(d.uploads)));
+    }))));
+}
+
 function otherEventsTable(events) {
   return h('div', { class: 'table-wrap' }, h('table', { class: 'table', testid: 'subject-other-events' },
     h('thead', null, h('tr', null, ['Received', 'Event', 'Status', 'Details', ''].map((name) => h('th', { scope: 'col' }, name)))),
@@ -139,13 +163,19 @@ function renderSubject(data, ctx, seen) {
       h('div', null,
         h('h1', { tabindex: '-1' }, `Subject ${data.subject_id}`),
         h('p', { class: 'subtitle' }, studyName(ctx, study, { link: true, bare: false }), identifier ? ` · identifier ${identifier}` : '')),
-      h('a', { class: 'button', href: links.uploads({ study, subject: data.subject_id }) }, 'All uploads of this subject')),
+      h('div', { class: 'head-actions' },
+        h('a', { class: 'button', href: links.compliance(study) }, 'Compliance of the study'),
+        h('a', { class: 'button', href: links.uploads({ study, subject: data.subject_id }) }, 'All uploads of this subject'))),
     h('section', { class: 'panel', testid: 'subject-uploads', 'aria-labelledby': 'subject-uploads-title' },
       h('h2', { id: 'subject-uploads-title' }, 'Uploads'),
       uploads.length
         ? [uploadsTable(uploads, ctx, { showStudy: false, showSubject: false, seen, testid: 'subject-uploads-table' }),
           data.uploads.next_cursor ? h('p', null, h('a', { href: links.uploads({ study, subject: data.subject_id }), testid: 'subject-all-uploads' }, `These are the ${count(uploads.length)} most recent. All uploads of subject ${data.subject_id} →`)) : null]
         : h('p', { class: 'muted' }, 'No uploads from this subject yet.')),
+    h('section', { class: 'panel', testid: 'subject-wear', 'aria-labelledby': 'subject-wear-title' },
+      h('h2', { id: 'subject-wear-title' }, 'Wear, day by day'),
+      h('p', { class: 'hint' }, `The last ${plural(data.wear.days.length, 'complete day')}, by the subject's local date; a valid day has at least ${hoursText(data.wear.valid_day_minutes)} h of wear. Uploads are counted by the day they arrived.`),
+      wearTable(data.wear)),
     h('section', { class: 'panel', testid: 'subject-events', 'aria-labelledby': 'subject-events-title' },
       h('h2', { id: 'subject-events-title' }, 'Other events'),
       !data.events.length ? h('p', { class: 'muted' }, 'No raw processing, data retrieval or daily statistics events for this subject.') : null,
