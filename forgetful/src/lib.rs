@@ -117,7 +117,8 @@ impl State {
                 for line in io::BufReader::new(file).lines() {
                     let line = line?;
                     let mut parts = line.split(' ');
-                    let (Some(ino), Some(perm), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+                    let (Some(ino), Some(perm), Some(name)) = (parts.next(), parts.next(), parts.next())
+                    else {
                         return Err(io::Error::other(format!("a bad manifest line: {line:?}")));
                     };
                     let bad = || io::Error::other(format!("a bad manifest line: {line:?}"));
@@ -136,9 +137,22 @@ impl State {
         }
         let mut nodes = HashMap::new();
         for (ino, perm) in &perms {
-            let backing_file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(node_path(backing, *ino))?;
+            let backing_file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(node_path(backing, *ino))?;
             let len = backing_file.metadata()?.len();
-            nodes.insert(*ino, Node { backing: backing_file, len, pending: Vec::new(), attrs: Attrs::new(*perm, root.uid, root.gid) });
+            nodes.insert(
+                *ino,
+                Node {
+                    backing: backing_file,
+                    len,
+                    pending: Vec::new(),
+                    attrs: Attrs::new(*perm, root.uid, root.gid),
+                },
+            );
         }
         for entry in std::fs::read_dir(backing)? {
             let entry = entry?;
@@ -385,7 +399,15 @@ impl Filesystem for Forgetful {
         }
     }
 
-    fn mkdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EPERM);
     }
 
@@ -486,7 +508,14 @@ impl Filesystem for Forgetful {
         reply.written(data.len() as u32);
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -564,7 +593,10 @@ impl Filesystem for Forgetful {
         };
         state.next_ino += 1;
         let perm = (mode & !umask & 0o7777) as u16;
-        state.nodes.insert(ino, Node { backing, len: 0, pending: Vec::new(), attrs: Attrs::new(perm, req.uid(), req.gid()) });
+        state.nodes.insert(
+            ino,
+            Node { backing, len: 0, pending: Vec::new(), attrs: Attrs::new(perm, req.uid(), req.gid()) },
+        );
         state.names.insert(name.to_os_string(), ino);
         match state.attr(ino) {
             Some(attr) => reply.created(&TTL, &attr, Generation(0), FileHandle(0), FopenFlags::empty()),
@@ -609,7 +641,8 @@ pub fn mount(backing: &Path, mountpoint: &Path) -> io::Result<Mounted> {
     std::fs::create_dir_all(mountpoint)?;
     let state = Arc::new(Mutex::new(State::load(backing)?));
     let mut config = Config::default();
-    config.mount_options = vec![MountOption::FSName("forgetful".into()), MountOption::Subtype("forgetful".into())];
+    config.mount_options =
+        vec![MountOption::FSName("forgetful".into()), MountOption::Subtype("forgetful".into())];
     let session = fuser::spawn_mount(Forgetful { state: state.clone() }, mountpoint, &config)?;
     Ok(Mounted { session: Some(session), state, mountpoint: mountpoint.to_path_buf() })
 }

@@ -18,7 +18,10 @@ struct Disk {
 
 impl Disk {
     fn new() -> Disk {
-        assert!(Path::new("/dev/fuse").exists(), "/dev/fuse is missing: FUSE is needed for the power-cut tests");
+        assert!(
+            Path::new("/dev/fuse").exists(),
+            "/dev/fuse is missing: FUSE is needed for the power-cut tests"
+        );
         let tmp = tempfile::tempdir().expect("temp dir");
         let (backing, mnt) = (tmp.path().join("backing"), tmp.path().join("mnt"));
         Disk { _tmp: tmp, backing, mnt }
@@ -71,7 +74,13 @@ fn unsynced_writes_are_read_back_then_lost_to_a_power_cut() {
 fn fdatasync_keeps_data_and_a_truncation_is_a_change_like_any_other() {
     let disk = Disk::new();
     let fs = disk.mount();
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(disk.path("b")).expect("create");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(disk.path("b"))
+        .expect("create");
     sync_dir(&disk.mnt);
     file.write_all_at(&[7u8; 4096], 0).expect("write");
     file.sync_data().expect("fdatasync");
@@ -79,11 +88,18 @@ fn fdatasync_keeps_data_and_a_truncation_is_a_change_like_any_other() {
     file.write_all_at(b"xyz", 2000).expect("write past the end");
     let seen = disk.read("b").expect("the file");
     assert_eq!(seen.len(), 2003);
-    assert!(seen[..1000].iter().all(|b| *b == 7) && seen[1000..2000].iter().all(|b| *b == 0), "a hole after the cut");
+    assert!(
+        seen[..1000].iter().all(|b| *b == 7) && seen[1000..2000].iter().all(|b| *b == 0),
+        "a hole after the cut"
+    );
     drop(file);
     cut(fs);
     let _fs = disk.mount();
-    assert_eq!(disk.read("b"), Some(vec![7u8; 4096]), "the truncation was not synced: the synced 4096 bytes are back");
+    assert_eq!(
+        disk.read("b"),
+        Some(vec![7u8; 4096]),
+        "the truncation was not synced: the synced 4096 bytes are back"
+    );
 }
 
 #[test]
