@@ -11,6 +11,8 @@
 #            reachability tests' TLS proxy (the tunnel's stand-in), and python3
 #            for the suites and scripts that run it
 #   lint     rustfmt and clippy (rustup components), for the checks scripts/test.sh runs
+#   powercut fuse3 (fusermount3), to mount the file system that forgets in the
+#            power-cut tests
 set -euo pipefail
 
 cpwatch_packages() {
@@ -20,6 +22,7 @@ cpwatch_packages() {
       base) echo build-essential pkg-config ca-certificates curl ;;
       desktop) echo libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev ;;
       lint) ;;
+      powercut) echo fuse3 ;;
       e2e) echo xvfb xauth dbus dbus-x11 dunst libnotify-bin haskell-status-notifier-item-utils imagemagick chromium chromium-driver mount e2fsprogs nginx openssl python3 ;;
       *) echo "setup: unknown package group $group" >&2; return 1 ;;
     esac

@@ -91,21 +91,27 @@ impl DataDir {
     /// Starts `cpwatch serve --listen 127.0.0.1:0` and waits for its ready line. Call it
     /// again after [`Server::stop`] or [`Server::kill`] to restart on the same data.
     pub fn serve(&self) -> Server {
-        self.start(&["serve", "--listen", "127.0.0.1:0"])
+        self.start(&["serve", "--listen", "127.0.0.1:0"], &[])
+    }
+
+    /// [`DataDir::serve`] with more environment variables.
+    pub fn serve_with_env(&self, env: &[(&str, &str)]) -> Server {
+        self.start(&["serve", "--listen", "127.0.0.1:0"], env)
     }
 
     /// Starts `cpwatch serve` on the `listen` address of the configuration, which must
     /// name a loopback port: for tests whose fakes must know the receiver's port first.
     pub fn serve_as_configured(&self) -> Server {
-        self.start(&["serve"])
+        self.start(&["serve"], &[])
     }
 
-    fn start(&self, args: &[&str]) -> Server {
+    fn start(&self, args: &[&str], env: &[(&str, &str)]) -> Server {
         let log = self.next_file("serve");
         let stderr = std::fs::File::create(&log).expect("create the server log");
         let mut child = self
             .command()
             .args(args)
+            .envs(env.iter().copied())
             // The dashboard has a listener of its own: any free port, so that tests
             // running in parallel never collide on its default one.
             .env("CPWATCH_DASHBOARD_LISTEN", "127.0.0.1:0")

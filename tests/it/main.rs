@@ -25,6 +25,7 @@ mod fixtures;
 mod fuzz_props;
 mod hostile_input;
 mod notify;
+mod powercut;
 mod protocol;
 mod reachability;
 mod receiver;
