@@ -24,12 +24,25 @@ pub enum Urgency {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
-    Upload { study_id: String, upload_id: String },
-    Uploads { study_id: String, status: String },
-    Subject { study_id: String, subject_id: String },
+    Upload {
+        study_id: String,
+        upload_id: String,
+    },
+    Uploads {
+        study_id: String,
+        status: String,
+    },
+    Subject {
+        study_id: String,
+        subject_id: String,
+    },
     /// A study's compliance view.
-    Compliance { study_id: String },
-    Delivery { seq: i64 },
+    Compliance {
+        study_id: String,
+    },
+    Delivery {
+        seq: i64,
+    },
     Refused,
     Overview,
 }
