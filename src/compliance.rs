@@ -91,16 +91,26 @@ fn is_weekend(day: NaiveDate) -> bool {
 }
 
 pub fn subject(p: &Protocol, s: &SubjectInput, today: NaiveDate, now: DateTime<Utc>) -> SubjectCompliance {
-    let valid = |day: NaiveDate| {
-        expected(p, s, day) && s.wear.get(&day).is_some_and(|w| *w >= f64::from(p.valid_day_minutes))
-    };
-    let complete = |n: i64| (1..=n).map(move |back| today - Duration::days(back));
-    let valid_days_last_7 = complete(7).filter(|d| valid(*d)).count() as u32;
-    let valid_28: Vec<NaiveDate> = complete(28).filter(|d| valid(*d)).collect();
-    let days_observed_last_28 =
-        complete(28).filter(|d| expected(p, s, *d) && s.wear.contains_key(d)).count() as u32;
-    let mean_wear_hours_valid_days = (!valid_28.is_empty())
-        .then(|| valid_28.iter().filter_map(|d| s.wear.get(d)).sum::<f64>() / valid_28.len() as f64 / 60.0);
+    let threshold = f64::from(p.valid_day_minutes);
+    let valid = |day: NaiveDate| expected(p, s, day) && s.wear.get(&day).is_some_and(|w| *w >= threshold);
+    // The last 28 complete days in one pass over those with a wear value (a study has
+    // thousands of subjects), yesterday first.
+    let (mut valid_days_last_7, mut valid_days_last_28, mut days_observed_last_28) = (0u32, 0u32, 0u32);
+    let mut valid_wear = 0.0;
+    let week_ago = today - Duration::days(7);
+    for (day, wear) in s.wear.range(today - Duration::days(28)..today).rev() {
+        if !expected(p, s, *day) {
+            continue;
+        }
+        days_observed_last_28 += 1;
+        if *wear >= threshold {
+            valid_days_last_28 += 1;
+            valid_wear += wear;
+            valid_days_last_7 += u32::from(*day >= week_ago);
+        }
+    }
+    let mean_wear_hours_valid_days =
+        (valid_days_last_28 > 0).then(|| valid_wear / f64::from(valid_days_last_28) / 60.0);
 
     // The week: Monday to Sunday around today. Today still counts as a day that can come.
     let week_start = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
@@ -144,7 +154,7 @@ pub fn subject(p: &Protocol, s: &SubjectInput, today: NaiveDate, now: DateTime<U
         silent_since: silent.then_some(since).flatten(),
         counted_from: since,
         valid_days_last_7,
-        valid_days_last_28: valid_28.len() as u32,
+        valid_days_last_28,
         days_observed_last_28,
         mean_wear_hours_valid_days,
         week_valid_days: week_valid.len() as u32,

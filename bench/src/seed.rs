@@ -4,6 +4,13 @@
 //! counts, studies, subjects, totals) consistent with them. Written in bulk SQL, because
 //! a million deliveries through the receiver would take the benchmark longer than the
 //! measurements themselves.
+//!
+//! Beside that history, one study for the compliance view at scale (issue 11): 5,000
+//! subjects with a year of subject-days each, a roster and a protocol, dated back from the
+//! day the seed runs so that the last 28 complete days are always filled. Only what the
+//! compliance API reads is written for it (subjects, roster, protocol, subject-days), not
+//! the 1.7 million daily-statistics deliveries behind the subject-days, so the other
+//! queries measure the same history as before.
 
 use std::path::Path;
 
@@ -79,6 +86,96 @@ pub fn run(data_dir: &Path, deliveries: u64, studies: u64) -> anyhow::Result<()>
     eprintln!(
         "seed: {stored} deliveries, {uploads} uploads in {studies} studies written to {} in {:.1} s",
         db.display(),
+        started.elapsed().as_secs_f64()
+    );
+    compliance_study(&conn, chrono::Local::now().date_naive(), now)
+}
+
+/// The study the compliance benchmark reads.
+const COMPLIANCE_STUDY: &str = "2000";
+/// Subjects with subject-days in it (ids 20000 to 24999), and days of history each.
+const COMPLIANCE_SUBJECTS: u32 = 5_000;
+const COMPLIANCE_DAYS: u32 = 365;
+/// Roster members who never synced (ids 25000 on), enrolled in the last 20 days.
+const NEVER_SYNCED: u32 = 100;
+
+/// Writes [`COMPLIANCE_STUDY`]: subject-days for the complete days before `today` (the
+/// local date, as the API takes it), the subjects' last uploads as of `now`, a roster and
+/// the default (NHANES) protocol monitored for the year.
+///
+/// Per subject-day a fixed hash `h` of (subject, day) in 0..1024 decides what the day is,
+/// so two seeds give the same store up to the dates. Most subjects miss 6 % of their days
+/// and wear the device under 10 h on another 10 %; every fifth subject is a poor wearer
+/// (15 % missing, 30 % short); under 1 % of the days have statistics without a wear value.
+/// Every 50th subject (100) has been silent for 4 to 43 days: no upload and no days since;
+/// another 100 seen subjects are not on the roster.
+fn compliance_study(conn: &rusqlite::Connection, today: chrono::NaiveDate, now: i64) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    const HOUR_MS: i64 = 3600 * 1000;
+    let sql = format!(
+        "BEGIN;
+         WITH RECURSIVE
+           s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < {last_subject}),
+           b(back) AS (SELECT {days} UNION ALL SELECT back - 1 FROM b WHERE back > 1),
+           d(back, day) AS MATERIALIZED (SELECT back, date('{today}', '-' || back || ' days') FROM b),
+           cell(i, back, day, h) AS (
+             SELECT s.i, d.back, d.day, (s.i * {days} + d.back) * 2654435761 % 4294967296 / 4194304
+             FROM s CROSS JOIN d)
+         INSERT INTO subject_days (study_id, subject_id, day, wear_minutes, total_minutes, event, delivery_seq)
+         SELECT '{study}', CAST(20000 + i AS TEXT), day,
+                CASE WHEN h >= 1016 THEN NULL
+                     WHEN h < CASE WHEN i % 5 = 0 THEN 450 ELSE 160 END THEN 30 + h * 13 % 560
+                     ELSE 600 + h * 7 % 361 END,
+                CASE WHEN i % 4 = 0 THEN 1440 - h % 120 ELSE 1440 END,
+                CASE WHEN i % 4 = 0 THEN 'cp2_daily_statistics_complete' ELSE 'daily_statistics_complete' END,
+                0
+         FROM cell
+         WHERE h >= CASE WHEN i % 5 = 0 THEN 150 ELSE 60 END
+           AND NOT (i % 50 = 7 AND back < 4 + i % 40);
+         WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < {last_subject})
+         INSERT INTO subjects (study_id, subject_id, subject_identifier, first_seen_at, last_delivery_at,
+             uploads_started, uploads_completed, uploads_error, last_upload_at, other_events)
+         SELECT '{study}', subject_id, NULL, {first_seen}, last, 0, 0, 0, last,
+                (SELECT count(*) FROM subject_days d WHERE d.study_id = '{study}' AND d.subject_id = t.subject_id)
+         FROM (SELECT CAST(20000 + i AS TEXT) AS subject_id,
+                      CASE WHEN i % 50 = 7 THEN {now} - (4 + i % 40) * {DAY_MS} - 3 * {HOUR_MS}
+                           ELSE {now} - (i % 40) * {HOUR_MS} END AS last
+               FROM s) AS t;
+         WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < {last_subject})
+         INSERT INTO roster (study_id, subject_id, label, enrolled_on, expected_until, imported_at)
+         SELECT '{study}', CAST(20000 + i AS TEXT), 'Participant ' || (20000 + i),
+                date('{today}', '-{days} days'), NULL, {now}
+         FROM s WHERE i % 50 <> 13;
+         WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i < {last_never})
+         INSERT INTO roster (study_id, subject_id, label, enrolled_on, expected_until, imported_at)
+         SELECT '{study}', CAST(25000 + i AS TEXT), 'Participant ' || (25000 + i),
+                date('{today}', '-' || (1 + i % 20) || ' days'), NULL, {now}
+         FROM k;
+         INSERT INTO study_protocols (study_id, valid_day_minutes, valid_days_per_week, weekend_day_required,
+             silent_after_days, monitoring_from, monitoring_until, updated_at)
+         VALUES ('{study}', 600, 4, 0, 3, date('{today}', '-{days} days'), NULL, {now});
+         INSERT INTO studies (study_id, label, first_seen_at, last_delivery_at)
+         SELECT '{study}', 'Wear compliance at scale', {first_seen}, max(last_delivery_at)
+         FROM subjects WHERE study_id = '{study}';
+         COMMIT;",
+        study = COMPLIANCE_STUDY,
+        days = COMPLIANCE_DAYS,
+        last_subject = COMPLIANCE_SUBJECTS - 1,
+        last_never = NEVER_SYNCED - 1,
+        first_seen = now - i64::from(COMPLIANCE_DAYS) * DAY_MS,
+    );
+    conn.execute_batch(&sql).context("seeding the compliance study")?;
+    let (days, roster): (i64, i64) = conn.query_row(
+        "SELECT (SELECT count(*) FROM subject_days WHERE study_id = ?1),
+                (SELECT count(*) FROM roster WHERE study_id = ?1)",
+        [COMPLIANCE_STUDY],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    eprintln!(
+        "seed: compliance study {COMPLIANCE_STUDY}: {COMPLIANCE_SUBJECTS} subjects with {days} subject-days \
+         up to {}, a roster of {roster}, in {:.1} s",
+        today.pred_opt().unwrap_or(today),
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -10,11 +10,63 @@ use rusqlite::Connection;
 use super::from_ms;
 use crate::compliance::{StudyNews, SubjectInput};
 
-/// Complete days the rules look back over (28), and the current week.
-const DAYS_READ: i64 = 28 + 7;
+/// Complete days the rules look back over (yesterday and the 27 before it); the current
+/// week's days before today are among them.
+const DAYS_READ: i64 = 28;
 
 fn date(text: Option<String>) -> Option<NaiveDate> {
-    text.and_then(|t| NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok())
+    text.and_then(|t| parse_day(&t))
+}
+
+/// A `YYYY-MM-DD` date. The writer stores days in exactly that form, read here by hand
+/// because chrono's format parser costs more than the query for each of the many
+/// thousand subject-days a study's compliance reads; any other text goes to chrono.
+fn parse_day(text: &str) -> Option<NaiveDate> {
+    parse_day_bytes(text.as_bytes())
+}
+
+/// [`parse_day`] of a column's bytes, unchecked as UTF-8 unless they need chrono.
+fn parse_day_bytes(b: &[u8]) -> Option<NaiveDate> {
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        let number = |digits: &[u8]| {
+            digits.iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+        };
+        let parsed = match (number(&b[0..4]), number(&b[5..7]), number(&b[8..10])) {
+            (Some(y), Some(m), Some(d)) => NaiveDate::from_ymd_opt(y as i32, m, d),
+            _ => None,
+        };
+        if parsed.is_some() {
+            return parsed;
+        }
+    }
+    std::str::from_utf8(b).ok().and_then(|t| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
+}
+
+/// Column `i`'s text as bytes, borrowed from the row (no `String` per row).
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r [u8]> {
+    row.get_ref(i)?
+        .as_bytes()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+/// The subject-days from a day up to one before another, read from the index
+/// `subject_days_by_day` alone, in its order (no sort): day by day, each day's subjects
+/// in order.
+const RECENT_DAYS: &str = "SELECT subject_id, day, wear_minutes FROM subject_days
+     WHERE study_id = ?1 AND day >= ?2 AND day < ?3 AND wear_minutes IS NOT NULL ORDER BY day, subject_id";
+
+/// The position of `id` in `subjects` (sorted by id), looked for first at `next` and the
+/// one after it: rows that come in subject order find theirs there.
+/// Ids compare as bytes, which orders them as `str` does.
+fn position(subjects: &[SubjectInput], next: usize, id: &[u8]) -> Option<usize> {
+    let at = |i: usize| subjects.get(i).is_some_and(|s| s.subject_id.as_bytes() == id);
+    if at(next) {
+        Some(next)
+    } else if at(next + 1) {
+        Some(next + 1)
+    } else {
+        subjects.binary_search_by(|s| s.subject_id.as_bytes().cmp(id)).ok()
+    }
 }
 
 /// Every subject of `study_id` with what the rules need, as of `today`.
@@ -60,21 +112,28 @@ pub fn inputs(conn: &Connection, study_id: &str, today: NaiveDate) -> rusqlite::
         s.enrolled_on = date(enrolled);
         s.expected_until = date(until);
     }
+    // Thousands of subjects with weeks of days each: the rows are matched to the sorted
+    // subjects by position rather than by a map look-up each, and each subject's days are
+    // collected in a vector first, so its map is built in one go (they come in day order).
+    let mut subjects: Vec<SubjectInput> = subjects.into_values().collect();
+    let mut wear: Vec<Vec<(NaiveDate, f64)>> = Vec::new();
+    wear.resize_with(subjects.len(), || Vec::with_capacity(DAYS_READ as usize + 1));
     let first = (today - Duration::days(DAYS_READ)).format("%Y-%m-%d").to_string();
-    let mut days = conn.prepare_cached(
-        "SELECT subject_id, day, wear_minutes FROM subject_days
-         WHERE study_id = ?1 AND day >= ?2 AND wear_minutes IS NOT NULL",
-    )?;
-    let rows = days.query_map(rusqlite::params![study_id, first], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, f64>(2)?))
-    })?;
-    for row in rows {
-        let (id, day, wear) = row?;
-        if let (Some(s), Some(day)) = (subjects.get_mut(&id), date(Some(day))) {
-            s.wear.insert(day, wear);
+    let today = today.format("%Y-%m-%d").to_string();
+    let mut days = conn.prepare_cached(RECENT_DAYS)?;
+    let mut rows = days.query(rusqlite::params![study_id, first, today])?;
+    let mut next = 0;
+    while let Some(row) = rows.next()? {
+        let Some(i) = position(&subjects, next, text(row, 0)?) else { continue };
+        next = i + 1;
+        if let Some(day) = parse_day_bytes(text(row, 1)?) {
+            wear[i].push((day, row.get::<_, f64>(2)?));
         }
     }
-    Ok(subjects.into_values().collect())
+    for (s, days) in subjects.iter_mut().zip(wear) {
+        s.wear = days.into_iter().collect();
+    }
+    Ok(subjects)
 }
 
 /// Each study's news as of `today` and `now` (or only `only`'s): its compliance and
@@ -131,16 +190,20 @@ pub fn days(
         "SELECT subject_id, day, wear_minutes FROM subject_days WHERE study_id = ?1 AND day >= ?2 AND day <= ?3",
     )?;
     let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
-    let rows = stmt.query_map(rusqlite::params![study_id, fmt(from), fmt(to)], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<f64>>(2)?))
-    })?;
+    let mut rows = stmt.query(rusqlite::params![study_id, fmt(from), fmt(to)])?;
     let mut out: BTreeMap<String, BTreeMap<NaiveDate, DayActivity>> = BTreeMap::new();
-    for row in rows {
-        let (subject, day, wear) = row?;
-        if let Some(day) = date(Some(day)) {
-            out.entry(subject).or_default().entry(day).or_default().wear_minutes = wear;
+    // Borrowed text, and a subject's id copied once: a year of columns is millions of rows.
+    while let Some(row) = rows.next()? {
+        let (subject, wear) = (row.get_ref(0)?.as_str()?, row.get::<_, Option<f64>>(2)?);
+        if let Some(day) = parse_day_bytes(text(row, 1)?) {
+            let days = match out.get_mut(subject) {
+                Some(days) => days,
+                None => out.entry(subject.to_string()).or_default(),
+            };
+            days.entry(day).or_default().wear_minutes = wear;
         }
     }
+    drop(rows);
     // An upload is first seen no later than it was last updated, so uploads not updated
     // since the day before `from` (in UTC, earlier than any local midnight of `from`)
     // cannot count, and the study's index on `updated_at` skips them.
@@ -162,4 +225,94 @@ pub fn days(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_is_read_as_chrono_reads_it() {
+        let mut d = NaiveDate::from_ymd_opt(2023, 12, 25).expect("a date");
+        for _ in 0..800 {
+            let t = d.format("%Y-%m-%d").to_string();
+            assert_eq!(parse_day(&t), Some(d), "{t}");
+            d = d.succ_opt().expect("a next day");
+        }
+        for t in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-1-05",
+            "2026-11-5",
+            "20261105",
+            "2026/11/05",
+            "+2026-11-05",
+            "0000-01-01",
+            "2026-11-05 ",
+            "",
+            "abcd-ef-gh",
+            "२०२६-११-०५",
+        ] {
+            assert_eq!(parse_day(t), NaiveDate::parse_from_str(t, "%Y-%m-%d").ok(), "{t:?}");
+        }
+    }
+
+    fn store() -> Connection {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database");
+        super::super::schema::migrate(&mut conn, std::path::Path::new(":memory:")).expect("the schema");
+        conn
+    }
+
+    #[test]
+    fn each_subject_gets_its_own_recent_days_whatever_subjects_have_days_on_a_day() {
+        let conn = store();
+        conn.execute_batch(
+            "INSERT INTO subjects (study_id, subject_id, first_seen_at, last_delivery_at, last_upload_at) VALUES
+                 ('189', 'a', 1, 1, 1), ('189', 'c', 1, 1, 1), ('189', 'd', 1, 1, 1), ('190', 'b', 1, 1, 1);
+             INSERT INTO roster (study_id, subject_id, imported_at) VALUES ('189', 'b', 1), ('189', 'e', 1);
+             INSERT INTO subject_days (study_id, subject_id, day, wear_minutes, event, delivery_seq) VALUES
+                 ('189', 'a', '2026-11-30', 600, 'x', 1), ('189', 'c', '2026-11-30', 601, 'x', 1),
+                 ('189', 'e', '2026-11-30', 602, 'x', 1), ('189', 'z', '2026-11-30', 1, 'x', 1),
+                 ('189', 'a', '2026-12-01', 700, 'x', 1), ('189', 'b', '2026-12-01', 701, 'x', 1),
+                 ('189', 'd', '2026-12-01', NULL, 'x', 1), ('189', 'e', '2026-12-01', 702, 'x', 1),
+                 ('189', 'a', '2026-11-03', 800, 'x', 1), ('189', 'a', '2026-12-02', 801, 'x', 1),
+                 ('189', 'a', '2026-11-04', 802, 'x', 1), ('190', 'b', '2026-11-30', 900, 'x', 1);",
+        )
+        .expect("subjects and days");
+        let today = NaiveDate::from_ymd_opt(2026, 12, 2).expect("a date");
+        let got: Vec<(String, Vec<(String, f64)>)> = inputs(&conn, "189", today)
+            .expect("inputs")
+            .into_iter()
+            .map(|s| (s.subject_id, s.wear.into_iter().map(|(d, w)| (d.to_string(), w)).collect()))
+            .collect();
+        let day = |d: &str, w: f64| (format!("2026-{d}"), w);
+        assert_eq!(
+            got,
+            [
+                ("a".to_string(), vec![day("11-04", 802.0), day("11-30", 600.0), day("12-01", 700.0)]),
+                ("b".to_string(), vec![day("12-01", 701.0)]),
+                ("c".to_string(), vec![day("11-30", 601.0)]),
+                ("d".to_string(), vec![]),
+                ("e".to_string(), vec![day("11-30", 602.0), day("12-01", 702.0)]),
+            ],
+            "the last 28 complete days only; days without wear, of another study or of an unknown subject are left out"
+        );
+    }
+
+    #[test]
+    fn the_recent_days_are_read_from_the_by_day_index_alone() {
+        let conn = store();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {RECENT_DAYS}"))
+            .and_then(|mut stmt| {
+                stmt.query_map(["189", "2026-11-01", "2026-11-29"], |row| row.get::<_, String>(3))?.collect()
+            })
+            .expect("a query plan");
+        assert_eq!(
+            plan,
+            ["SEARCH subject_days USING COVERING INDEX subject_days_by_day (study_id=? AND day>? AND day<?)"],
+            "neither a scan of the study's whole history nor a sort"
+        );
+    }
 }

@@ -229,6 +229,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (study_id, subject_id, day)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 4: the compliance reads ask for a study's days in a range (the last 5 weeks, the
+    // view's columns). The primary key starts with the subject, so without this index
+    // they scan the study's whole history. With `subject_id` and `wear_minutes` it
+    // covers those reads, and a day's rows come in subject order.
+    r#"
+    CREATE INDEX subject_days_by_day ON subject_days (study_id, day, subject_id, wear_minutes);
+    "#,
 ];
 
 /// The schema version this build writes.

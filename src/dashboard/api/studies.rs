@@ -120,6 +120,7 @@ struct ComplianceParams {
 /// One subject-day for the day-by-day columns.
 #[derive(Serialize)]
 struct Day {
+    #[serde(serialize_with = "iso_day")]
     day: chrono::NaiveDate,
     wear_minutes: Option<f64>,
     valid: bool,
@@ -163,6 +164,25 @@ struct Compliance {
     #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<chrono::NaiveDate>,
     subjects: Vec<SubjectDays>,
+}
+
+/// A day as chrono's `Serialize` writes it (`2026-11-05`), but without a formatter per
+/// date: the columns of thousands of subjects are hundreds of thousands of dates.
+fn iso_day<S: serde::Serializer>(day: &chrono::NaiveDate, serializer: S) -> Result<S::Ok, S::Error> {
+    use chrono::Datelike as _;
+    let Ok(year) = u32::try_from(day.year()) else { return day.serialize(serializer) };
+    if year > 9999 {
+        return day.serialize(serializer);
+    }
+    let mut text = *b"0000-00-00";
+    for (at, value, width) in [(0, year, 4), (5, day.month(), 2), (8, day.day(), 2)] {
+        let mut value = value;
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    serializer.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
 }
 
 /// Longest range of day-by-day columns one request gives.
@@ -372,4 +392,31 @@ async fn subject(
     })
     .await
     .and_then(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_column_day_is_written_as_chrono_writes_it() {
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date");
+        let mut d = day(2024, 12, 25);
+        let mut dates =
+            vec![day(0, 1, 1), day(9, 9, 9), day(999, 12, 31), day(9999, 12, 31), day(10000, 1, 1)];
+        dates.push(day(-1, 6, 15));
+        for _ in 0..800 {
+            dates.push(d);
+            d = d.succ_opt().expect("a next day");
+        }
+        for d in dates {
+            let ours = serde_json::to_string(&Day { day: d, wear_minutes: None, valid: false, uploads: 0 })
+                .expect("json");
+            let chrono = format!(
+                r#"{{"day":{},"wear_minutes":null,"valid":false}}"#,
+                serde_json::to_string(&d).expect("json")
+            );
+            assert_eq!(ours, chrono, "{d:?}");
+        }
+    }
 }
