@@ -413,7 +413,7 @@ mod tests {
             let ours = serde_json::to_string(&Day { day: d, wear_minutes: None, valid: false, uploads: 0 })
                 .expect("json");
             let chrono = format!(
-                r#"{{"day":{},"wear_minutes":null,"valid":false}}"#,
+                r#"{{"day":{},"wear_minutes":null,"valid":false,"uploads":0}}"#,
                 serde_json::to_string(&d).expect("json")
             );
             assert_eq!(ours, chrono, "{d:?}");
