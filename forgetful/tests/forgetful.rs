@@ -180,9 +180,9 @@ fn a_clean_unmount_keeps_everything_and_requests_after_a_cut_fail() {
     let fs = disk.mount();
     assert_eq!(disk.read("c").as_deref(), Some(&b"clean"[..]), "a clean unmount syncs first");
     let file = OpenOptions::new().write(true).open(disk.path("c")).expect("open");
-    std::thread::spawn(move || {
+    let cutter = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        drop(fs.cut_power(Tear::No));
+        fs.cut_power(Tear::No).expect("cut the power");
     });
     let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -193,6 +193,8 @@ fn a_clean_unmount_keeps_everything_and_requests_after_a_cut_fail() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     drop(file);
+    // The cut ends (the old session gone) before the same mount point is mounted again.
+    cutter.join().expect("the cut");
     let _fs = disk.mount();
     assert_eq!(disk.read("c").as_deref(), Some(&b"clean"[..]), "the late writes were never synced");
 }
