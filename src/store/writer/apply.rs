@@ -5,18 +5,16 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
-use sha2::{Digest as _, Sha256};
 
-use super::{NewDelivery, RefusedRequest, Stored, UploadChange};
+use super::{PreparedDelivery, RefusedRequest, Stored, UploadChange};
 use crate::event::upload::{Transition, UploadState};
 use crate::event::{Event, SubjectDay, UploadEvent, UploadStatus};
 use crate::store::{local_day, to_ms, uploads};
 
-pub(super) fn insert_delivery(conn: &Connection, d: &NewDelivery) -> rusqlite::Result<Stored> {
+pub(super) fn insert_delivery(conn: &Connection, prepared: &PreparedDelivery) -> rusqlite::Result<Stored> {
+    let d = &prepared.delivery;
     let event = d.event();
     let at = to_ms(d.received_at);
-    let headers = serde_json::to_string(&d.headers).unwrap_or_else(|_| "[]".into());
-    let body_sha256 = Sha256::digest(&d.body).to_vec();
     let (seq, duplicates): (i64, i64) = conn
         .prepare_cached(
             "INSERT INTO deliveries (delivery_id, body_sha256, event, webhook_id, received_at, peer,
@@ -30,22 +28,22 @@ pub(super) fn insert_delivery(conn: &Connection, d: &NewDelivery) -> rusqlite::R
         .query_row(
             params![
                 d.delivery_id,
-                body_sha256,
+                &prepared.body_sha256[..],
                 d.event_name,
                 d.webhook_id,
                 at,
                 d.peer,
                 d.forwarded_for,
                 d.auth,
-                headers,
+                prepared.headers_json,
                 d.body,
-                d.flag(),
-                d.problem(),
+                prepared.flag,
+                prepared.problem,
                 event.and_then(Event::study_id),
                 event.and_then(Event::subject_id),
                 event.and_then(Event::upload_id),
                 event.and_then(Event::status),
-                d.summary(),
+                prepared.summary,
             ],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::retention::Retention;
@@ -69,6 +70,50 @@ impl NewDelivery {
         match &self.parsed {
             Ok(parsed) => parsed.event.summary(),
             Err(e) => format!("{} delivery that could not be read: {e}", self.event_name),
+        }
+    }
+
+    /// Computes, on the caller's thread, what the writer would otherwise compute on its own.
+    pub fn prepare(self) -> PreparedDelivery {
+        self.into()
+    }
+}
+
+/// A delivery ready for the writer. What follows from the delivery alone (the body's hash,
+/// the headers as JSON, the summary, the flag) is computed on the receiver's side before
+/// the delivery is queued, so that the one writer thread, the receiver's bottleneck, only
+/// writes.
+#[derive(Debug)]
+pub struct PreparedDelivery {
+    delivery: NewDelivery,
+    body_sha256: [u8; 32],
+    headers_json: String,
+    summary: String,
+    flag: Option<&'static str>,
+    problem: Option<String>,
+}
+
+impl PreparedDelivery {
+    /// As [`NewDelivery::summary`].
+    pub fn summary(&self) -> &str {
+        &self.summary
+    }
+
+    /// As [`NewDelivery::flag`].
+    pub fn flag(&self) -> Option<&'static str> {
+        self.flag
+    }
+}
+
+impl From<NewDelivery> for PreparedDelivery {
+    fn from(delivery: NewDelivery) -> Self {
+        PreparedDelivery {
+            body_sha256: Sha256::digest(&delivery.body).into(),
+            headers_json: serde_json::to_string(&delivery.headers).unwrap_or_else(|_| "[]".into()),
+            summary: delivery.summary(),
+            flag: delivery.flag(),
+            problem: delivery.problem(),
+            delivery,
         }
     }
 }
@@ -143,7 +188,8 @@ pub enum LiveEvent {
 }
 
 impl LiveEvent {
-    fn delivery(d: &NewDelivery, seq: i64, upload: Option<UploadChange>) -> Self {
+    fn delivery(prepared: &PreparedDelivery, seq: i64, upload: Option<UploadChange>) -> Self {
+        let d = &prepared.delivery;
         let event = d.event();
         LiveEvent::Delivery {
             seq,
@@ -155,9 +201,9 @@ impl LiveEvent {
             subject_id: event.and_then(Event::subject_id).map(str::to_string),
             upload_id: event.and_then(Event::upload_id).map(str::to_string),
             status: event.and_then(Event::status).map(str::to_string),
-            summary: d.summary(),
+            summary: prepared.summary.clone(),
             error_message: event.and_then(Event::error_message).map(str::to_string),
-            flag: d.flag(),
+            flag: prepared.flag,
             upload,
         }
     }
@@ -169,7 +215,7 @@ const LIVE_BUFFER: usize = 1024;
 type Reply = oneshot::Sender<Result<Stored, StoreError>>;
 
 enum Op {
-    Delivery(Box<NewDelivery>, Reply),
+    Delivery(Box<PreparedDelivery>, Reply),
     Refused(Box<RefusedRequest>),
 }
 
@@ -183,9 +229,9 @@ pub struct WriterHandle {
 
 impl WriterHandle {
     /// Stores a delivery; resolves once it is committed to disk, or with the reason it is not.
-    pub async fn store(&self, delivery: NewDelivery) -> Result<Stored, StoreError> {
+    pub async fn store(&self, delivery: impl Into<PreparedDelivery>) -> Result<Stored, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Op::Delivery(Box::new(delivery), reply)).await.map_err(|_| StoreError::Closed)?;
+        self.tx.send(Op::Delivery(Box::new(delivery.into()), reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -315,24 +361,26 @@ fn run(
                 if let Some(c) = conn.as_ref() {
                     checkpoints.after_commit(c, batch.len(), &committed);
                 }
+                // Live events are built only for someone watching (the dashboard, the tray).
+                let watched = live.receiver_count() > 0;
                 for (op, result) in batch.drain(..).zip(results.drain(..)) {
                     match (op, result) {
                         (Op::Delivery(delivery, reply), Some(result)) => {
-                            if let Ok(Stored::New { seq, upload }) = &result {
-                                // No subscriber is fine: nobody is watching live.
+                            if let (true, Ok(Stored::New { seq, upload })) = (watched, &result) {
+                                // A subscriber that has just gone is fine: nobody is watching.
                                 let _ = live.send(LiveEvent::delivery(&delivery, *seq, upload.clone()));
                             }
                             // The receiver may have gone (client hung up): the delivery is stored anyway.
                             let _ = reply.send(result);
                         }
-                        (Op::Refused(refused), _) => {
+                        (Op::Refused(refused), _) if watched => {
                             let _ = live.send(LiveEvent::Refused {
                                 received_at: refused.received_at,
                                 status: refused.status,
                                 reason: refused.reason,
                             });
                         }
-                        (Op::Delivery(..), None) => {}
+                        (Op::Refused(_), _) | (Op::Delivery(..), None) => {}
                     }
                 }
                 if let Some(c) = conn.as_mut() {
@@ -384,7 +432,7 @@ fn commit(conn: &mut Connection, batch: &[Op], refused_keep: usize) -> rusqlite:
         Err(Failed::Delivery(e)) => e,
     };
     if let [Op::Delivery(delivery, _)] = batch {
-        tracing::error!("could not store delivery {}: {failed}", delivery.delivery_id);
+        tracing::error!("could not store delivery {}: {failed}", delivery.delivery.delivery_id);
         return Ok(vec![Some(Err(StoreError::WriteFailed(Arc::new(failed.into()))))]);
     }
     tracing::warn!(
@@ -397,7 +445,7 @@ fn commit(conn: &mut Connection, batch: &[Op], refused_keep: usize) -> rusqlite:
             Ok(one) => outcomes.extend(one),
             Err(Failed::Delivery(e)) => {
                 if let Op::Delivery(delivery, _) = op {
-                    tracing::error!("could not store delivery {}: {e}", delivery.delivery_id);
+                    tracing::error!("could not store delivery {}: {e}", delivery.delivery.delivery_id);
                 }
                 outcomes.push(Some(Err(StoreError::WriteFailed(Arc::new(e.into())))));
             }
@@ -463,7 +511,7 @@ mod tests {
             parsed: crate::event::parse("upload", body.as_bytes()),
             body: body.into_bytes(),
         };
-        Op::Delivery(Box::new(delivery), oneshot::channel().0)
+        Op::Delivery(Box::new(delivery.into()), oneshot::channel().0)
     }
 
     #[test]
