@@ -131,9 +131,10 @@ pub(super) async fn receive(
         headers: redacted_headers(headers),
         body: body.to_vec(),
         parsed,
-    };
+    }
+    .prepare();
     let flag = delivery.flag();
-    let summary = delivery.summary();
+    let summary = delivery.summary().to_owned();
     match state.inner.writer.store(delivery).await {
         Ok(stored) => {
             let what = match stored {

@@ -35,7 +35,9 @@ use chrono::{DateTime, Local, TimeZone as _, Utc};
 use rusqlite::{Connection, OpenFlags};
 
 pub use listing::{Filter, Page};
-pub use writer::{LiveEvent, NewDelivery, RefusedRequest, Stored, UploadChange, WriterHandle};
+pub use writer::{
+    LiveEvent, NewDelivery, PreparedDelivery, RefusedRequest, Stored, UploadChange, WriterHandle,
+};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "cpwatch.sqlite3";

@@ -88,11 +88,25 @@ pub(super) fn upload_row_from(row: &Row<'_>) -> rusqlite::Result<UploadRow> {
 
 /// The stored state of one upload, if known.
 pub fn state(conn: &Connection, study: &str, upload: &str) -> rusqlite::Result<Option<UploadState>> {
-    // Cached: the writer asks this for every upload delivery.
+    conn.query_row(
+        &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE study_id = ?1 AND upload_id = ?2"),
+        params![study, upload],
+        upload_state_from,
+    )
+    .optional()
+}
+
+/// The stored state of one upload and the local day it was first seen (its per-day
+/// counts' day), in one read: the writer asks this for every upload delivery.
+pub(super) fn state_and_first_day(
+    conn: &Connection,
+    study: &str,
+    upload: &str,
+) -> rusqlite::Result<Option<(UploadState, String)>> {
     conn.prepare_cached(&format!(
-        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE study_id = ?1 AND upload_id = ?2"
+        "SELECT {UPLOAD_COLUMNS}, first_seen_day FROM uploads WHERE study_id = ?1 AND upload_id = ?2"
     ))?
-    .query_row(params![study, upload], upload_state_from)
+    .query_row(params![study, upload], |row| Ok((upload_state_from(row)?, row.get(15)?)))
     .optional()
 }
 

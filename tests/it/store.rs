@@ -264,6 +264,44 @@ async fn stalled_uploads_can_be_listed_and_subjects_are_counted_and_paged() {
 }
 
 #[tokio::test]
+async fn a_subjects_upload_counts_follow_its_uploads_even_when_a_delivery_names_no_subject() {
+    let s = Store::open();
+    let at = Utc::now();
+    let with_subject = |upload: &str, status: &str| {
+        json!({ "status": status, "uploadId": upload, "studyId": "189", "subjectId": "A" }).to_string()
+    };
+    s.put(delivery("1", "upload", &with_subject("1", "started"), at)).await;
+    s.put(delivery("2", "upload", &with_subject("2", "started"), at)).await;
+    // A delivery without a subject id: the upload keeps its subject, whose counts move.
+    let later = at + Duration::seconds(5);
+    let without = json!({ "status": "completed", "uploadId": "1", "studyId": "189" }).to_string();
+    s.put(delivery("3", "upload", &without, later)).await;
+    s.put(delivery("4", "upload", &with_subject("2", "error"), at + Duration::seconds(1))).await;
+    let conn = s.read();
+    let a = subjects::page(&conn, "189", None, 10).expect("subjects").items.remove(0);
+    assert_eq!(
+        a.uploads,
+        uploads::StatusCounts { started: 0, completed: 1, error: 1 },
+        "each upload counted once, under its current status"
+    );
+    assert_eq!(a.last_upload_at.map(|t| t.timestamp_millis()), Some(later.timestamp_millis()));
+    let recount: (i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*) FILTER (WHERE status = 'started'), count(*) FILTER (WHERE status = 'completed'),
+                    count(*) FILTER (WHERE status = 'error') FROM uploads WHERE study_id = '189' AND subject_id = 'A'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .expect("recount");
+    assert_eq!(
+        recount,
+        (a.uploads.started, a.uploads.completed, a.uploads.error),
+        "the kept counts equal a recount"
+    );
+    s.close();
+}
+
+#[tokio::test]
 async fn the_command_line_list_and_the_dashboard_pages_break_ties_the_same_way() {
     let s = Store::open();
     let at = Utc::now();
