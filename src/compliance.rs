@@ -27,6 +27,21 @@ pub struct SubjectInput {
     pub wear: BTreeMap<NaiveDate, f64>,
 }
 
+impl SubjectInput {
+    /// A subject known by its id alone: not on the roster, no upload, no days yet.
+    pub fn new(subject_id: &str) -> Self {
+        SubjectInput {
+            subject_id: subject_id.to_string(),
+            label: None,
+            on_roster: false,
+            enrolled_on: None,
+            expected_until: None,
+            last_upload_at: None,
+            wear: BTreeMap::new(),
+        }
+    }
+}
+
 /// The current week's standing against the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -274,13 +289,10 @@ mod tests {
 
     fn who(id: &str, wear: &[(NaiveDate, f64)], last_upload_days_ago: Option<i64>) -> SubjectInput {
         SubjectInput {
-            subject_id: id.into(),
-            label: None,
             on_roster: true,
-            enrolled_on: None,
-            expected_until: None,
             last_upload_at: last_upload_days_ago.map(|d| now() - Duration::days(d)),
             wear: wear.iter().copied().collect(),
+            ..SubjectInput::new(id)
         }
     }
 

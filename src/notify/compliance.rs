@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Notice, Target, Urgency};
 use crate::compliance::{StudyNews, SubjectCompliance, Week};
-use crate::store::settings::{NotificationPrefs, QuietHours};
+use crate::store::settings::NotificationPrefs;
 
 /// What has been told, kept across restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,14 +138,7 @@ impl ComplianceNotices {
         });
         let week_start = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
         self.told.below_target.retain(|(_, _, week)| *week >= week_start - Duration::days(7));
-        let digest = prefs.digest_at.map(|at| {
-            let today_at = local(today, at, offset);
-            if self.told.digest_on == Some(today) || now >= today_at {
-                local(today + Duration::days(1), at, offset)
-            } else {
-                today_at
-            }
-        });
+        let digest = prefs.digest_at.map(|at| next_digest(at, self.told.digest_on, now, offset));
         let onset = news.iter().flat_map(silence_onsets).min();
         self.next = next.into_iter().chain([digest, onset]).flatten().filter(|at| *at > now).min();
         notices
@@ -338,29 +331,13 @@ pub async fn log_each_morning(pool: crate::store::ReadPool) {
     }
 }
 
-/// When the quiet hours around `now` end (local time), if `now` is in them.
-pub fn quiet_until(
-    quiet: Option<QuietHours>,
-    now: DateTime<Utc>,
-    offset: FixedOffset,
-) -> Option<DateTime<Utc>> {
-    let QuietHours { start, end } = quiet?;
-    let local_now = now.with_timezone(&offset);
-    let time = local_now.time();
-    let inside = if start <= end { time >= start && time < end } else { time >= start || time < end };
-    if !inside {
-        return None;
-    }
-    let today = local_now.date_naive();
-    let end_day = if time < end { today } else { today + Duration::days(1) };
-    Some(local(end_day, end, offset))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::compliance::{self as rules, SubjectInput};
+    use crate::notify::quiet_until;
     use crate::store::protocols::Protocol;
+    use crate::store::settings::QuietHours;
     use chrono::TimeZone as _;
     use std::collections::BTreeMap;
 
@@ -376,16 +353,13 @@ mod tests {
 
     fn subject(id: &str, last_upload: Option<DateTime<Utc>>, wear: &[(u32, f64)]) -> SubjectInput {
         SubjectInput {
-            subject_id: id.into(),
-            label: None,
             on_roster: true,
-            enrolled_on: None,
-            expected_until: None,
             last_upload_at: last_upload,
             wear: wear
                 .iter()
                 .map(|(d, w)| (NaiveDate::from_ymd_opt(2026, 12, *d).expect("a day"), *w))
                 .collect::<BTreeMap<_, _>>(),
+            ..SubjectInput::new(id)
         }
     }
 

@@ -78,6 +78,25 @@ impl Target {
     }
 }
 
+/// When the quiet hours around `now` end (local time by `offset`), if `now` is in them.
+pub fn quiet_until(
+    quiet: Option<QuietHours>,
+    now: DateTime<Utc>,
+    offset: FixedOffset,
+) -> Option<DateTime<Utc>> {
+    let QuietHours { start, end } = quiet?;
+    let local_now = now.with_timezone(&offset);
+    let time: NaiveTime = local_now.time();
+    let inside = if start <= end { time >= start && time < end } else { time >= start || time < end };
+    if !inside {
+        return None;
+    }
+    let end_day =
+        if time < end { local_now.date_naive() } else { local_now.date_naive() + Duration::days(1) };
+    let end_local = end_day.and_time(end) - Duration::seconds(offset.local_minus_utc().into());
+    Some(end_local.and_utc())
+}
+
 /// One desktop notification to show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Notice {
@@ -182,13 +201,7 @@ impl Notifier {
     }
 
     fn quiet(&self, now: DateTime<Utc>) -> bool {
-        let Some(QuietHours { start, end }) = self.prefs.quiet_hours else { return false };
-        let local: NaiveTime = now.with_timezone(&self.offset).time();
-        if start <= end {
-            local >= start && local < end
-        } else {
-            local >= start || local < end
-        }
+        quiet_until(self.prefs.quiet_hours, now, self.offset).is_some()
     }
 
     /// Takes one committed event; returns what must be shown now (failures). Other

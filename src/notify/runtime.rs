@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::compliance::StudyNews;
 use crate::dashboard::{DesktopLink, DesktopSettings};
-use crate::notify::compliance::{self, ComplianceNotices, Held, Told};
+use crate::notify::compliance::{ComplianceNotices, Held, Told};
 use crate::notify::reachability::ReachNotices;
 use crate::notify::tray::{self, TrayInputs, View};
 use crate::notify::{Notice, Notifier};
@@ -219,7 +219,7 @@ impl State {
         notices.extend(self.notifier.stalled(&self.started, self.stall_after, now));
         let paused_until = self.notifier.paused_until(now);
         if let Some(news) = &snapshot.news {
-            let quiet = compliance::quiet_until(snapshot.prefs.notifications.quiet_hours, now, offset);
+            let quiet = crate::notify::quiet_until(snapshot.prefs.notifications.quiet_hours, now, offset);
             let held = match (paused_until, quiet) {
                 (Some(until), _) => Held::Paused(until),
                 (None, Some(end)) => Held::Quiet(end),
@@ -865,13 +865,9 @@ mod tests {
     /// Study 189's news with one subject silent since four days before `t0`, as of `now`.
     fn silent_news(now: DateTime<Utc>) -> Vec<StudyNews> {
         let quiet = crate::compliance::SubjectInput {
-            subject_id: "1042".into(),
-            label: None,
             on_roster: true,
-            enrolled_on: None,
-            expected_until: None,
             last_upload_at: Some(t0() - Duration::days(4)),
-            wear: Default::default(),
+            ..crate::compliance::SubjectInput::new("1042")
         };
         let p = crate::store::protocols::Protocol { valid_days_per_week: 1, ..Default::default() };
         let compliance = crate::compliance::study("189", &p, &[quiet], now.date_naive(), now);

@@ -72,15 +72,6 @@ fn position(subjects: &[SubjectInput], next: usize, id: &[u8]) -> Option<usize> 
 /// Every subject of `study_id` with what the rules need, as of `today`.
 pub fn inputs(conn: &Connection, study_id: &str, today: NaiveDate) -> rusqlite::Result<Vec<SubjectInput>> {
     let mut subjects: BTreeMap<String, SubjectInput> = BTreeMap::new();
-    let blank = |id: &str| SubjectInput {
-        subject_id: id.to_string(),
-        label: None,
-        on_roster: false,
-        enrolled_on: None,
-        expected_until: None,
-        last_upload_at: None,
-        wear: BTreeMap::new(),
-    };
     let mut seen = conn.prepare_cached(
         "SELECT subject_id, subject_identifier, last_upload_at FROM subjects WHERE study_id = ?1",
     )?;
@@ -89,7 +80,7 @@ pub fn inputs(conn: &Connection, study_id: &str, today: NaiveDate) -> rusqlite::
     })?;
     for row in rows {
         let (id, identifier, last) = row?;
-        let s = subjects.entry(id.clone()).or_insert_with(|| blank(&id));
+        let s = subjects.entry(id.clone()).or_insert_with(|| SubjectInput::new(&id));
         s.label = identifier;
         s.last_upload_at = last.filter(|ms| *ms > 0).map(from_ms);
     }
@@ -106,7 +97,7 @@ pub fn inputs(conn: &Connection, study_id: &str, today: NaiveDate) -> rusqlite::
     })?;
     for row in rows {
         let (id, label, enrolled, until) = row?;
-        let s = subjects.entry(id.clone()).or_insert_with(|| blank(&id));
+        let s = subjects.entry(id.clone()).or_insert_with(|| SubjectInput::new(&id));
         s.on_roster = true;
         s.label = label.or(s.label.take());
         s.enrolled_on = date(enrolled);

@@ -472,3 +472,46 @@ impl Page {
         path
     }
 }
+
+/// Runs `scenario` against a cpwatch and a real browser of its own. The scenario runs as
+/// a task of its own so that a failed step still leaves what the page showed,
+/// `<failure>.png` and `<failure>.html`, with the driver's log `<failure>-chromedriver.log`
+/// in [`artifacts_dir`] and cpwatch serve's log on stderr; the browser is closed either way.
+pub async fn run_in_browser<F, Fut>(failure: &str, scenario: F)
+where
+    F: FnOnce(std::sync::Arc<Cpwatch>, Page) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let dir = artifacts_dir();
+    let (png, html, driver) = (
+        dir.join(format!("{failure}.png")),
+        dir.join(format!("{failure}.html")),
+        dir.join(format!("{failure}-chromedriver.log")),
+    );
+    for stale in [&png, &html, &driver] {
+        let _ = std::fs::remove_file(stale);
+    }
+    let cpwatch = std::sync::Arc::new(tokio::task::block_in_place(Cpwatch::start));
+    let browser = Browser::start().await;
+    let page = Page { client: browser.client.clone() };
+    let outcome = tokio::spawn(scenario(cpwatch.clone(), page.clone())).await;
+    if let Err(failed) = outcome {
+        if let Ok(shot) = page.client.screenshot().await {
+            let _ = std::fs::write(&png, shot);
+        }
+        if let Ok(source) = page.client.source().await {
+            let _ = std::fs::write(&html, source);
+        }
+        let _ = std::fs::copy(&browser.driver_log, &driver);
+        eprintln!(
+            "the failed step's page and driver log: {}, {}, {}\ncpwatch serve's log:\n{}",
+            png.display(),
+            html.display(),
+            driver.display(),
+            cpwatch.log_text(),
+        );
+        browser.close().await;
+        std::panic::resume_unwind(failed.into_panic());
+    }
+    browser.close().await;
+}

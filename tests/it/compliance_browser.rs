@@ -7,13 +7,11 @@
 //! without a reload, and the subject's own day-by-day wear table. Screenshots go under
 //! `target/artifacts/dashboard/`.
 
-use std::sync::Arc;
-
 use chrono::{Duration, NaiveDate};
 use fantoccini::Locator;
 use serde_json::{json, Value};
 
-use crate::browser::{artifacts_dir, Browser, Cpwatch, Page};
+use crate::browser::{run_in_browser, Cpwatch, Page};
 
 const STUDY: &str = "189";
 /// On the roster, uploads today; yesterday valid at exactly 600 min, the day before 599.
@@ -68,34 +66,8 @@ fn send_day(cpwatch: &Cpwatch, dir: &std::path::Path, subject: &str, day: &str, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_sees_who_is_silent_and_whose_days_count_in_a_real_browser() {
-    for stale in ["compliance-failure.png", "compliance-failure.html"] {
-        let _ = std::fs::remove_file(artifacts_dir().join(stale));
-    }
-    let cpwatch = Arc::new(tokio::task::block_in_place(Cpwatch::start));
-    let browser = Browser::start().await;
-    let page = Page { client: browser.client.clone() };
-    let outcome = tokio::spawn({
-        let (cpwatch, page) = (cpwatch.clone(), page.clone());
-        async move { scenario(&cpwatch, &page).await }
-    })
-    .await;
-    if let Err(failure) = outcome {
-        let dir = artifacts_dir();
-        if let Ok(png) = page.client.screenshot().await {
-            let _ = std::fs::write(dir.join("compliance-failure.png"), png);
-        }
-        if let Ok(html) = page.client.source().await {
-            let _ = std::fs::write(dir.join("compliance-failure.html"), html);
-        }
-        eprintln!(
-            "the failed step's page: {}/compliance-failure.png and .html\ncpwatch serve's log:\n{}",
-            dir.display(),
-            cpwatch.log_text()
-        );
-        browser.close().await;
-        std::panic::resume_unwind(failure.into_panic());
-    }
-    browser.close().await;
+    run_in_browser("compliance-failure", |cpwatch, page| async move { scenario(&cpwatch, &page).await })
+        .await;
 }
 
 async fn scenario(cpwatch: &Cpwatch, page: &Page) {

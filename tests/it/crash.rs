@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::harness::{wait_until, DataDir, Delivery};
+use crate::harness::{wait_until, DataDir, Delivery, Jitter};
 
 const SENDERS: usize = 8;
 /// CI's count; `CPWATCH_KILLS` sets another (`scripts/soak.sh` kills 100 times).
@@ -21,25 +21,6 @@ fn kills() -> usize {
 /// Acknowledgements each receiver life must give before it may be killed, so that the
 /// kills land while deliveries are flowing rather than during start-up.
 const ACKS_PER_LIFE: usize = 25;
-
-/// A small xorshift generator: kill moments vary from run to run without a dependency.
-struct Jitter(u64);
-
-impl Jitter {
-    fn seeded() -> Jitter {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Jitter((nanos ^ u64::from(std::process::id())) | 1)
-    }
-
-    fn millis(&mut self, below: u64) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        Duration::from_millis(self.0 % below)
-    }
-}
 
 /// Sends deliveries one after another, each retried (same id, same body, as CentrePoint
 /// retries) until acknowledged; connection errors while the receiver is down are

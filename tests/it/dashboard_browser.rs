@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::browser::{artifacts_dir, Browser, Cpwatch, Page, WINDOW};
+use crate::browser::{run_in_browser, Browser, Cpwatch, Page, WINDOW};
 
 const STUDY: &str = "189";
 const SUBJECT: &str = "44732";
@@ -51,39 +51,7 @@ fn send(cpwatch: &Cpwatch, args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_researcher_finds_a_failed_upload_sees_why_and_exports_it_in_a_real_browser() {
-    for stale in ["failure.png", "failure.html", "failure-chromedriver.log"] {
-        let _ = std::fs::remove_file(artifacts_dir().join(stale));
-    }
-    let cpwatch = Arc::new(tokio::task::block_in_place(Cpwatch::start));
-    let browser = Browser::start().await;
-    let page = Page { client: browser.client.clone() };
-
-    // The scenario runs as a task of its own so that a failed step still leaves a
-    // screenshot of what the page showed, and the browser is closed either way.
-    let outcome = tokio::spawn({
-        let (cpwatch, page) = (cpwatch.clone(), page.clone());
-        async move { scenario(&cpwatch, &page).await }
-    })
-    .await;
-    if let Err(failure) = outcome {
-        let dir = artifacts_dir();
-        if let Ok(png) = page.client.screenshot().await {
-            let _ = std::fs::write(dir.join("failure.png"), png);
-        }
-        if let Ok(html) = page.client.source().await {
-            let _ = std::fs::write(dir.join("failure.html"), html);
-        }
-        let _ = std::fs::copy(&browser.driver_log, dir.join("failure-chromedriver.log"));
-        eprintln!(
-            "the failed step's page and driver log: {}/failure.png, failure.html, failure-chromedriver.log\n\
-             cpwatch serve's log:\n{}",
-            dir.display(),
-            cpwatch.log_text(),
-        );
-        browser.close().await;
-        std::panic::resume_unwind(failure.into_panic());
-    }
-    browser.close().await;
+    run_in_browser("failure", |cpwatch, page| async move { scenario(&cpwatch, &page).await }).await;
 }
 
 async fn scenario(cpwatch: &Cpwatch, page: &Page) {

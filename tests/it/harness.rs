@@ -862,3 +862,27 @@ pub fn read_reply(stream: &mut TcpStream) -> RawReply {
         text.strip_prefix("HTTP/1.1 ").and_then(|rest| rest.get(..3)).and_then(|code| code.parse().ok());
     RawReply { status, text }
 }
+
+/// A small xorshift generator: kill moments, cuts and tears vary from run to run without
+/// a dependency (the seed is printed by the tests that use it).
+pub struct Jitter(pub u64);
+
+impl Jitter {
+    pub fn seeded() -> Jitter {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Jitter((nanos ^ u64::from(std::process::id())) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn millis(&mut self, below: u64) -> Duration {
+        Duration::from_millis(self.next_u64() % below)
+    }
+}

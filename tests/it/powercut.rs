@@ -24,35 +24,12 @@ use std::time::Duration;
 use cpwatch_forgetful::{Mounted, Tear};
 use rusqlite::Connection;
 
-use crate::harness::{wait_until, DataDir, Delivery};
+use crate::harness::{wait_until, DataDir, Delivery, Jitter};
 
 const SENDERS: usize = 6;
 /// Acknowledgements each receiver life gives before its cut, so cuts land while
 /// deliveries flow.
 const ACKS_PER_LIFE: usize = 20;
-
-/// xorshift: cut moments and tears vary from run to run without a dependency.
-struct Jitter(u64);
-
-impl Jitter {
-    fn seeded() -> Jitter {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Jitter((nanos ^ u64::from(std::process::id())) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn millis(&mut self, below: u64) -> Duration {
-        Duration::from_millis(self.next() % below)
-    }
-}
 
 /// The data directory on the forgetful file system, with its backing directory.
 struct Disk {
@@ -105,7 +82,7 @@ async fn sender(
             3 => (Delivery::upload(&id, "901", &format!("{upload}2"), "started"), "started"),
             _ => (Delivery::upload(&id, "901", &format!("{upload}2"), "error"), "error"),
         };
-        let mut sends = if jitter.next().is_multiple_of(4) { 2 } else { 1 };
+        let mut sends = if jitter.next_u64().is_multiple_of(4) { 2 } else { 1 };
         let mut told = false;
         while sends > 0 {
             if stop.load(Ordering::Acquire) {
@@ -240,7 +217,7 @@ async fn run(cuts: usize, env: &'static [(&'static str, &'static str)], stop_at_
                 if let Some(server) = server.take() {
                     server.kill();
                 }
-                let tear = if cut % 2 == 1 { Tear::LastWrite { seed: jitter.next() } } else { Tear::No };
+                let tear = if cut % 2 == 1 { Tear::LastWrite { seed: jitter.next_u64() } } else { Tear::No };
                 let lost = fs.cut_power(tear).expect("cut the power");
                 report.cuts = cut;
                 report.torn += usize::from(lost.torn.is_some_and(|(kept, _)| kept > 0));
