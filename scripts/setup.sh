@@ -13,6 +13,10 @@
 #   lint     rustfmt and clippy (rustup components), for the checks scripts/test.sh runs
 #   powercut fuse3 (fusermount3), to mount the file system that forgets in the
 #            power-cut tests
+#   package  what scripts/package.sh and its test need: dpkg-dev (cargo-deb's
+#            dependency scan), lintian, desktop-file-utils, systemd (systemd-analyze),
+#            debootstrap and systemd-container (systemd-nspawn) for the throwaway
+#            Debian 12 machine, xz-utils, python3
 set -euo pipefail
 
 cpwatch_packages() {
@@ -23,6 +27,7 @@ cpwatch_packages() {
       desktop) echo libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev ;;
       lint) ;;
       powercut) echo fuse3 ;;
+      package) echo dpkg-dev lintian desktop-file-utils systemd systemd-container debootstrap xz-utils python3 ;;
       e2e) echo xvfb xauth dbus dbus-x11 dunst libnotify-bin haskell-status-notifier-item-utils imagemagick chromium chromium-driver mount e2fsprogs nginx openssl python3 ;;
       *) echo "setup: unknown package group $group" >&2; return 1 ;;
     esac

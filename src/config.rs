@@ -1,5 +1,14 @@
-//! Configuration: defaults, then the TOML file in the platform config directory,
-//! then `CPWATCH_*` environment variables, then command-line flags.
+//! Configuration: defaults, then the TOML file, then `CPWATCH_*` environment variables,
+//! then command-line flags.
+//!
+//! The file is `--config` (or `CPWATCH_CONFIG`); else, under systemd, the unit's
+//! configuration directory (`$CONFIGURATION_DIRECTORY/config.toml`: `/etc/cpwatch` for the
+//! packaged service); else the user's (`~/.config/cpwatch/config.toml`) when it exists;
+//! else the system's ([`SYSTEM_CONFIG_FILE`]) when it exists. The data directory is the
+//! configured one; else the unit's state directory (`$STATE_DIRECTORY`); else the user's
+//! when it exists; else the packaged service's ([`SYSTEM_DATA_DIR`]) when this user can
+//! list it (an admin: `sudo cpwatch status` shows the service); else the user's, created
+//! on first use.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -71,7 +80,15 @@ pub struct Config {
     /// (Settings; 08:00 unless changed). Off by default: a server has no one to show it
     /// to unless its log is read. The desktop app shows it as a notification instead.
     pub digest_log: bool,
+    /// The systemd unit's state directory (`$STATE_DIRECTORY`), below `data_dir`.
+    #[serde(skip)]
+    pub unit_state_dir: Option<PathBuf>,
 }
+
+/// The packaged service's configuration file (the Debian package's conffile).
+pub const SYSTEM_CONFIG_FILE: &str = "/etc/cpwatch/config.toml";
+/// The packaged service's data directory (its unit's `StateDirectory=cpwatch`).
+pub const SYSTEM_DATA_DIR: &str = "/var/lib/cpwatch";
 
 impl Default for Config {
     fn default() -> Self {
@@ -96,13 +113,50 @@ impl Default for Config {
             tunnel_args: Vec::new(),
             tunnel_program: None,
             digest_log: false,
+            unit_state_dir: None,
         }
     }
 }
 
-/// The default configuration file: `$XDG_CONFIG_HOME/cpwatch/config.toml` on Linux.
+/// The user's configuration file: `$XDG_CONFIG_HOME/cpwatch/config.toml` on Linux.
 pub fn default_config_file() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("cpwatch").join("config.toml"))
+}
+
+/// The first directory of a systemd directory variable (they hold a colon-separated list).
+fn unit_dir(env: &impl Fn(&str) -> Option<String>, name: &str) -> Option<PathBuf> {
+    let value = env(name)?;
+    value.split(':').find(|d| !d.is_empty()).map(PathBuf::from)
+}
+
+/// The configuration file to read when none is given: see the module's documentation.
+fn lookup_config_file(
+    env: &impl Fn(&str) -> Option<String>,
+    user: Option<PathBuf>,
+    system: &Path,
+) -> Option<PathBuf> {
+    if let Some(dir) = unit_dir(env, "CONFIGURATION_DIRECTORY") {
+        return Some(dir.join("config.toml"));
+    }
+    match user {
+        Some(user) if user.exists() => Some(user),
+        _ if system.exists() => Some(system.to_path_buf()),
+        user => user,
+    }
+}
+
+/// The data directory when none is configured: see the module's documentation.
+fn lookup_data_dir(unit: Option<&Path>, user: Option<PathBuf>, system: &Path) -> Option<PathBuf> {
+    if let Some(dir) = unit {
+        return Some(dir.to_path_buf());
+    }
+    let user_has_data = user.as_deref().is_some_and(Path::exists);
+    // Listing it, not only seeing it: the service's directory is owner-only, so only
+    // its user and root get this far (the package creates it before the first start).
+    if !user_has_data && std::fs::read_dir(system).is_ok() {
+        return Some(system.to_path_buf());
+    }
+    user
 }
 
 impl Config {
@@ -110,7 +164,7 @@ impl Config {
     pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let (path, required) = match file {
             Some(p) => (Some(p.to_path_buf()), true),
-            None => (default_config_file(), false),
+            None => (lookup_config_file(&env, default_config_file(), Path::new(SYSTEM_CONFIG_FILE)), false),
         };
         let mut config = match path {
             Some(path) if required || path.exists() => {
@@ -121,6 +175,7 @@ impl Config {
             }
             _ => Config::default(),
         };
+        config.unit_state_dir = unit_dir(&env, "STATE_DIRECTORY");
         config.apply_env(env)?;
         config.validate()?;
         Ok(config)
@@ -250,11 +305,17 @@ impl Config {
         Ok(())
     }
 
-    /// The data directory: configured, else `$XDG_DATA_HOME/cpwatch` on Linux.
+    /// The data directory: configured, else the unit's, the user's (`$XDG_DATA_HOME/cpwatch`
+    /// on Linux) or the service's, as the module's documentation says.
     pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
         match &self.data_dir {
             Some(dir) => Ok(dir.clone()),
-            None => dirs::data_dir().map(|d| d.join("cpwatch")).ok_or(ConfigError::NoHome),
+            None => lookup_data_dir(
+                self.unit_state_dir.as_deref(),
+                dirs::data_dir().map(|d| d.join("cpwatch")),
+                Path::new(SYSTEM_DATA_DIR),
+            )
+            .ok_or(ConfigError::NoHome),
         }
     }
 
@@ -319,5 +380,71 @@ mod tests {
         assert!(err.to_string().contains("CPWATCH_LISTEN"), "{err}");
         let missing = dir.path().join("missing.toml");
         assert!(Config::load(Some(&missing), env_of(&[])).is_err(), "an explicit file must exist");
+    }
+
+    #[test]
+    fn the_unit_then_the_user_then_the_system_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let user = dir.path().join("user.toml");
+        let system = dir.path().join("system.toml");
+        let none = env_of(&[]);
+        assert_eq!(
+            lookup_config_file(&none, Some(user.clone()), &system),
+            Some(user.clone()),
+            "nothing exists"
+        );
+        std::fs::write(&system, "").expect("write");
+        assert_eq!(
+            lookup_config_file(&none, Some(user.clone()), &system),
+            Some(system.clone()),
+            "system only"
+        );
+        std::fs::write(&user, "").expect("write");
+        assert_eq!(lookup_config_file(&none, Some(user.clone()), &system), Some(user.clone()), "user first");
+        let unit = env_of(&[("CONFIGURATION_DIRECTORY", "/etc/cpwatch:/etc/other")]);
+        assert_eq!(
+            lookup_config_file(&unit, Some(user), &system),
+            Some(PathBuf::from("/etc/cpwatch/config.toml")),
+            "systemd's directory first"
+        );
+    }
+
+    #[test]
+    fn the_unit_then_the_user_then_the_service_data() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let user = dir.path().join("user");
+        let system = dir.path().join("system");
+        assert_eq!(lookup_data_dir(None, Some(user.clone()), &system), Some(user.clone()), "no service data");
+        std::fs::create_dir(&system).expect("mkdir");
+        assert_eq!(lookup_data_dir(None, Some(user.clone()), &system), Some(system.clone()), "the service's");
+        std::fs::create_dir(&user).expect("mkdir");
+        assert_eq!(
+            lookup_data_dir(None, Some(user.clone()), &system),
+            Some(user.clone()),
+            "the user's own first"
+        );
+        let unit = Path::new("/var/lib/cpwatch");
+        assert_eq!(lookup_data_dir(Some(unit), Some(user), &system), Some(unit.to_path_buf()), "the unit's");
+        // (An empty unit configuration directory, so that no file on this machine is read.)
+        let config = Config::load(
+            None,
+            env_of(&[("CONFIGURATION_DIRECTORY", "/nonexistent"), ("STATE_DIRECTORY", "/srv/state")]),
+        )
+        .expect("loads");
+        assert_eq!(config.data_dir().expect("a directory"), PathBuf::from("/srv/state"));
+        let config = Config::load(
+            None,
+            env_of(&[
+                ("CONFIGURATION_DIRECTORY", "/nonexistent"),
+                ("STATE_DIRECTORY", "/srv/state"),
+                ("CPWATCH_DATA_DIR", "/srv/mine"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(
+            config.data_dir().expect("a directory"),
+            PathBuf::from("/srv/mine"),
+            "the environment wins"
+        );
     }
 }

@@ -33,3 +33,10 @@ pub mod emulator;
 pub mod export;
 pub mod logging;
 pub mod server;
+
+/// The version and the commit it was built from, as `--version` prints them
+/// (`0.1.0 (commit 1a2b3c4d5)`) and the dashboard's footer shows them.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CPWATCH_COMMIT"), ")");
+
+/// The commit alone (`unknown` when built outside git without `CPWATCH_COMMIT`).
+pub const COMMIT: &str = env!("CPWATCH_COMMIT");

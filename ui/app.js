@@ -2,7 +2,7 @@
 //
 // Stable hooks for browser tests (data-testid unless noted; ids are also set where a
 // label needs them):
-//   shell        nav-overview nav-uploads nav-subjects nav-compliance nav-deliveries nav-settings (also ids),
+//   shell        app-version (the footer: version and commit), nav-overview nav-uploads nav-subjects nav-compliance nav-deliveries nav-settings (also ids),
 //                live-indicator (data-state = connecting | connected | reconnecting), view (#view),
 //                view-<name> on each view's root: view-overview view-first-run view-uploads
 //                view-upload-detail view-subjects view-subject view-compliance view-deliveries view-delivery
@@ -300,6 +300,13 @@ document.querySelector('.skip').addEventListener('click', (e) => {
 });
 
 window.addEventListener('hashchange', route);
+// The footer: which cpwatch this is, for a bug report ("cpwatch 0.1.0, commit 1a2b3c4d5").
+api
+  .get('/api/version')
+  .then((v) => {
+    document.getElementById('app-version').textContent = `cpwatch ${v.version}, commit ${v.commit}`;
+  })
+  .catch(() => {});
 setInterval(() => refreshRelativeTimes(), 15_000);
 
 Promise.all([loadStudies(), loadPrefs()]).finally(() => {

@@ -40,7 +40,7 @@ pub use window::{WindowProgram, Windows, WINDOW_FLAG};
 #[derive(Debug, Parser)]
 #[command(
     name = "cpwatch-desktop",
-    version,
+    version = cpwatch::VERSION,
     about = "The cpwatch desktop app: receives CentrePoint webhooks like `cpwatch serve`, with a tray icon, \
              desktop notifications and the dashboard in a window",
     after_help = "Configuration: ~/.config/cpwatch/config.toml, then CPWATCH_* variables, then flags, as for `cpwatch serve`."

@@ -103,7 +103,9 @@ pub fn notification(notice: &Message, icon: Option<&str>, markup: bool) -> Notif
     n.appname("cpwatch")
         .summary(&notice.title)
         .body(&body)
-        .hint(Hint::DesktopEntry("cpwatch".into()))
+        // The packaged app's entry, /usr/share/applications/cpwatch-desktop.desktop: a
+        // desktop shell files the notification under the app and takes its icon there.
+        .hint(Hint::DesktopEntry("cpwatch-desktop".into()))
         // "default" is what a click on the notification invokes; "open" is the button.
         .action("default", "Open")
         .action("open", "Open");

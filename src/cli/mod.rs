@@ -31,9 +31,9 @@ use webhooks::WebhooksCommand;
 #[derive(Debug, Parser)]
 #[command(
     name = "cpwatch",
-    version,
+    version = cpwatch::VERSION,
     about = "Receives ActiGraph CentrePoint webhooks, verifies and stores them, and shows upload history",
-    after_help = "Configuration: ~/.config/cpwatch/config.toml, then CPWATCH_* variables, then flags."
+    after_help = "Configuration: ~/.config/cpwatch/config.toml (else /etc/cpwatch/config.toml), then CPWATCH_* variables, then flags.\nData: ~/.local/share/cpwatch (else the service's /var/lib/cpwatch, for an admin)."
 )]
 pub struct Cli {
     /// Configuration file (default: the platform config directory's cpwatch/config.toml).

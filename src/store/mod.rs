@@ -85,15 +85,33 @@ pub fn prepare_data_dir(dir: &Path) -> Result<PathBuf, StoreError> {
     if !path.exists() {
         // Created here rather than by SQLite so that it is owner-only from its first
         // byte; SQLite gives the -wal and -shm files the same permissions.
-        OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
             .open(&path)
             .map_err(StoreError::io("cannot create the database", &path))?;
+        give_to_directory_owner(&file, dir)
+            .map_err(StoreError::io("cannot give the database to its directory's owner", &path))?;
     }
     Ok(path)
+}
+
+/// Root creating the database in another user's directory (an admin's `sudo cpwatch
+/// webhooks add` before the service's first start) gives it to that user, so that the
+/// service can open it. SQLite does the same for the -wal and -shm files it creates as
+/// root: they follow the database's owner.
+fn give_to_directory_owner(file: &File, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let owner = fs::metadata(dir)?;
+    if owner.uid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))
 }
 
 /// Holds the data directory for one receiver; released when dropped (or the process dies).

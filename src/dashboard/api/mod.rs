@@ -28,7 +28,13 @@ pub(super) fn router() -> Router<DashboardState> {
         .merge(settings::routes())
         .merge(test_delivery::routes())
         .route("/events", get(live::live))
+        .route("/version", get(version))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
+}
+
+/// `GET /api/version`: which cpwatch this is (the footer's line).
+async fn version() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "commit": crate::COMMIT }))
 }
 
 /// Runs a read (or a settings write) on the pool.
