@@ -135,6 +135,22 @@ async fn the_dashboard_is_not_reachable_through_the_receiver_port() {
 }
 
 #[tokio::test]
+async fn the_version_names_the_commit_it_was_built_from() {
+    let h = Harness::start().await;
+    let (status, body) = h.get("/api/version").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"), "{body}");
+    assert_eq!(body["commit"], cpwatch::COMMIT, "{body}");
+    assert!(cpwatch::VERSION.contains(cpwatch::COMMIT), "--version names the commit: {}", cpwatch::VERSION);
+    let commit = cpwatch::COMMIT;
+    assert!(
+        commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "a short hash: {commit}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn requests_for_another_host_are_refused_against_dns_rebinding() {
     let h = Harness::start().await;
     let port = h.dashboard.rsplit(':').next().expect("a port").to_string();

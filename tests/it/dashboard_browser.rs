@@ -83,6 +83,13 @@ async fn first_run_guide_shows_the_real_receiver_and_its_test_delivery_lands(cpw
     let steps =
         page.js("return document.querySelectorAll('[data-testid=first-run-step]').length", vec![]).await;
     assert_eq!(steps, json!(3), "the first-run guide explains three steps");
+    page.wait(
+        "the footer names the version and the commit",
+        "const foot = document.querySelector('[data-testid=app-version]'); \
+         return foot && foot.textContent === arguments[0]",
+        vec![json!(format!("cpwatch {}, commit {}", env!("CARGO_PKG_VERSION"), cpwatch::COMMIT))],
+    )
+    .await;
     let port = cpwatch.receiver_port();
     let tunnels = page.text("[data-testid=tunnel-commands]").await.unwrap_or_default();
     assert!(
