@@ -12,9 +12,14 @@
 #   - installs the desktop package with `apt install ./cpwatch-desktop_*.deb`, starts the
 #     app as its menu entry says under Xvfb with dunst, as a normal user, posts a failed
 #     upload and sees the notification.
+# `--no-build` tests the packages already in dist/ (they must be this commit's);
+# CPWATCH_UPGRADE_FROM=<commit> starts the upgrade from that commit instead.
 # Needs root (debootstrap, nspawn); installs what it lacks. Nothing is skipped: a step
 # that cannot run fails the test. The Debian root and the downloaded packages are
 # cached under ~/.cache/cpwatch (CPWATCH_CACHE).
+# (In a function, so that bash reads the whole script before running any of it: an
+# edit during a long build cannot break the run.)
+main() {
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -51,7 +56,7 @@ cleanup() {
 trap cleanup EXIT
 
 # ---- 1. build ----
-bash scripts/package.sh
+if [ "${1:-}" = --no-build ]; then say "testing the packages in dist/ as they are"; else bash scripts/package.sh; fi
 dist="$root/dist"
 server_deb="$dist/cpwatch_${version}_amd64.deb"
 desktop_deb="$dist/cpwatch-desktop_${version}_amd64.deb"
@@ -62,7 +67,8 @@ commit="$(git rev-parse --short=9 HEAD)"
 
 # ---- 2. what the packages hold ----
 say "checking the packages' contents"
-files_of() { dpkg-deb --fsys-tarfile "$1" | tar -t | sed 's|^\./|/|'; }
+# Every path as /usr/..., whether the archive names it ./usr/... (cargo-deb) or usr/... (Tauri).
+files_of() { dpkg-deb --fsys-tarfile "$1" | tar -t | sed -e 's|^\./|/|' -e 's|^\([^/]\)|/\1|'; }
 expect_files() { # deb file...
   local deb="$1" list; shift
   list="$(files_of "$deb")"
@@ -97,6 +103,12 @@ done
 for bin in "$work"/x/usr/bin/*; do
   if grep -qaF "$root/" "$bin"; then fail "$(basename "$bin") holds the build's path $root/"; fi
 done
+# Ubuntu 22.04 has glibc 2.35: no binary may need a newer symbol version.
+for bin in "$work"/x/usr/bin/*; do
+  need="$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n 1)"
+  say "$(basename "$bin") needs $need at most"
+  [ "$(printf '%s\n' "$need" GLIBC_2.35 | sort -V | tail -n 1)" = GLIBC_2.35 ] || fail "$(basename "$bin") needs $need, newer than Ubuntu 22.04's glibc 2.35"
+done
 "$work/x/usr/bin/cpwatch" --version | grep -qF "($commit" || fail "cpwatch --version does not name commit $commit"
 tar -tzf "$tarball" | sed 's|^[^/]*/||' | sort >"$work/tar.list"
 for f in cpwatch LICENSE README.md config.example.toml systemd/cpwatch.service; do
@@ -110,7 +122,8 @@ say "desktop-file-validate"
 desktop-file-validate "$work/x/usr/share/applications/cpwatch-desktop.desktop" || fail "the desktop entry is not valid"
 
 # ---- 3. the package built at the previous commit ----
-previous="$(git rev-parse --short=9 HEAD^)"
+# CPWATCH_UPGRADE_FROM=<commit> upgrades from another commit than the previous one.
+previous="$(git rev-parse --short=9 "${CPWATCH_UPGRADE_FROM:-HEAD^}")"
 old_version="${version}~prev.${previous}"
 old_deb="$cache/packages/cpwatch_${old_version}_amd64.deb"
 if [ ! -f "$old_deb" ]; then
@@ -186,6 +199,7 @@ apt_get update >"$work/apt.log" 2>&1 || { tail -n 20 "$work/apt.log" >&2; fail "
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 receiver_port="$(free_port)"
 dashboard_port="$(free_port)"
+schema_of_file() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("pragma user_version").fetchone()[0])' "$machine/var/lib/cpwatch/cpwatch.sqlite3"; }
 stored() { in_machine cpwatch status --json --data-dir /var/lib/cpwatch | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["deliveries"])'; }
 wait_for() { # what command...
   local what="$1"; shift
@@ -221,6 +235,7 @@ sent="$(send_fixtures)"
 count="$(stored)"
 [ "$count" -eq "$sent" ] || fail "the service stored $count deliveries of $sent sent"
 say "the previous package's service stored all $sent fixtures"
+old_schema="$(schema_of_file)"
 
 # ---- 6. upgrade ----
 say "upgrading to this commit's package"
@@ -229,6 +244,11 @@ grep -q "127.0.0.1:$receiver_port" "$machine/etc/cpwatch/config.toml" || fail "t
 in_machine cpwatch --version | grep -qF "($commit" || fail "the upgraded cpwatch is not commit $commit"
 wait_for "the upgraded service" sh -c "curl -fsS http://127.0.0.1:$dashboard_port/api/version | grep -q $commit"
 wait_for "the upgraded service's receiver" curl -fsS "http://127.0.0.1:$receiver_port/healthz"
+# Read before any command of the new binary opens the file: the service migrated it.
+new_schema="$(schema_of_file)"
+expected_schema="$(in_machine cpwatch status --json --data-dir /var/lib/cpwatch | python3 -c 'import json,sys; print(json.load(sys.stdin)["schema_version"])')"
+[ "$new_schema" -eq "$expected_schema" ] || fail "the upgraded service left the database at schema $new_schema, not $expected_schema"
+say "upgrade: database schema $old_schema -> $new_schema, migrated by the restarted service"
 [ "$(stored)" -eq "$sent" ] || fail "the upgrade lost deliveries"
 more="$(send_fixtures)"
 [ "$(stored)" -eq $((sent + more)) ] || fail "the upgraded service did not store new deliveries"
@@ -301,3 +321,5 @@ if ! grep -q NOTIFIED <<<"$out"; then
 fi
 say "desktop package: installed with its dependencies, started from its menu entry, notified a failed upload"
 say "passed"
+}
+main "$@"

@@ -9,6 +9,9 @@
 # $CPWATCH_TOOLS (default ~/.cache/cpwatch/tools) on first use.
 # Options (environment): CPWATCH_PACKAGE_ONLY=server builds the server package alone;
 # CPWATCH_DEB_VERSION overrides the server package's version (the upgrade test's older one).
+# (In a function, so that bash reads the whole script before running any of it: an
+# edit during a long build cannot break the run.)
+main() {
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -61,7 +64,15 @@ if [ "$only" != server ]; then
     echo "License: MIT"
     sed -e 's/^$/./' -e 's/^/ /' LICENSE
   } >"$stage/copyright"
-  sed -e "s|@ROOT@|$root|g" -e "s|@TARGET@|$target|g" -e "s|@STAGE@|$stage|g" \
+  # The bundler lists WebKitGTK, GTK and the appindicator library; the C library the
+  # two binaries need comes from dpkg-shlibdeps on the command line the package ships
+  # (the app's own needs beyond it are those three, which pull in the rest).
+  mkdir -p "$stage/shlibdeps/debian"
+  printf 'Source: cpwatch\n\nPackage: cpwatch-desktop\nArchitecture: any\n' >"$stage/shlibdeps/debian/control"
+  shlibs="$(cd "$stage/shlibdeps" && dpkg-shlibdeps -O --warnings=0 "$target/release/cpwatch")"
+  shlibs="${shlibs#shlibs:Depends=}"
+  depends_json="$(python3 -c 'import json,sys; print(json.dumps([d.strip() for d in sys.argv[1].split(",") if d.strip()]))' "$shlibs")"
+  sed -e "s|@ROOT@|$root|g" -e "s|@TARGET@|$target|g" -e "s|@STAGE@|$stage|g" -e "s|@DEPENDS@|$depends_json|" \
     packaging/tauri.deb.json.in >"$stage/tauri.deb.json"
   rm -f "$dist"/cpwatch-desktop_*_amd64.deb "$target"/release/bundle/deb/*.deb
   (cd src-tauri && cargo tauri build --ci --bundles deb --config "$stage/tauri.deb.json" -- --locked)
@@ -88,3 +99,5 @@ built=(*.deb *.tar.gz)
 sha256sum -- "${built[@]}" >SHA256SUMS
 echo "package: built in $dist:"
 ls -l -- "${built[@]}"
+}
+main "$@"

@@ -39,6 +39,8 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
                 "tunnel": reach.tunnel,
                 "downtime": downtime,
                 "data_dir": dir,
+                // The database's schema (migrations applied), for support and upgrades.
+                "schema_version": store::SCHEMA_VERSION,
                 "authentication_off": auth_off,
                 "webhooks": hooks,
                 "counts": counts,
@@ -85,7 +87,7 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     if let Some(gap) = downtime.first() {
         println!("                 {}", uptime::advice(gap, Utc::now()));
     }
-    println!("data:            {}", dir.display());
+    println!("data:            {} (schema {})", dir.display(), store::SCHEMA_VERSION);
     if auth_off {
         println!("authentication:  OFF: anyone who knows the URL can post deliveries (cpwatch webhooks add <id> --auth passcode)");
     } else {

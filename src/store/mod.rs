@@ -10,6 +10,8 @@ pub mod retention;
 mod schema;
 pub mod writer;
 
+pub use schema::VERSION as SCHEMA_VERSION;
+
 pub mod compliance;
 pub mod deliveries;
 pub mod listing;
