@@ -80,7 +80,7 @@ expect_files() { # deb file...
 }
 expect_files "$server_deb" /usr/bin/cpwatch /etc/cpwatch/config.toml \
   /usr/lib/systemd/system/cpwatch.service /usr/lib/systemd/user/cpwatch.service \
-  /usr/lib/sysusers.d/cpwatch.conf /usr/share/doc/cpwatch/copyright /usr/share/doc/cpwatch/changelog.gz \
+  /usr/lib/sysusers.d/cpwatch.conf /usr/share/doc/cpwatch/copyright /usr/share/doc/cpwatch/changelog.Debian.gz \
   /usr/share/doc/cpwatch/README.md
 expect_files "$desktop_deb" /usr/bin/cpwatch-desktop /usr/bin/cpwatch \
   /usr/share/applications/cpwatch-desktop.desktop /usr/share/icons/hicolor/128x128/apps/cpwatch-desktop.png \
@@ -109,7 +109,7 @@ for bin in "$work"/x/usr/bin/*; do
   say "$(basename "$bin") needs $need at most"
   [ "$(printf '%s\n' "$need" GLIBC_2.35 | sort -V | tail -n 1)" = GLIBC_2.35 ] || fail "$(basename "$bin") needs $need, newer than Ubuntu 22.04's glibc 2.35"
 done
-"$work/x/usr/bin/cpwatch" --version | grep -qF "($commit" || fail "cpwatch --version does not name commit $commit"
+"$work/x/usr/bin/cpwatch" --version | grep -qF "(commit $commit)" || fail "cpwatch --version does not name commit $commit"
 tar -tzf "$tarball" | sed 's|^[^/]*/||' | sort >"$work/tar.list"
 for f in cpwatch LICENSE README.md config.example.toml systemd/cpwatch.service; do
   grep -qxF "$f" "$work/tar.list" || fail "the tarball lacks $f"
@@ -184,11 +184,18 @@ done
 [ -n "$init_pid" ] || fail "the machine did not start"
 # A command inside the machine, as root with a clean environment.
 in_machine() {
-  nsenter --target "$init_pid" --mount --uts --ipc --pid --root --wd=/root -- \
+  nsenter --target "$init_pid" --mount --uts --ipc --pid --root --wd -- \
     /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
     DEBIAN_FRONTEND=noninteractive "$@"
 }
-state="$(in_machine timeout 120 systemctl is-system-running --wait 2>/dev/null || true)"
+# (systemctl fails at once until systemd's socket exists, so ask again until it says.)
+state=""
+for _ in $(seq 1 240); do
+  state="$(in_machine systemctl is-system-running 2>/dev/null || true)"
+  case "$state" in running | degraded | maintenance | stopping) break ;; esac
+  kill -0 "$nspawn_pid" 2>/dev/null || fail "the machine stopped while booting"
+  sleep 0.5
+done
 case "$state" in
   running | degraded) say "the machine is up ($state)" ;;
   *) in_machine systemctl --failed --no-pager || true; fail "the machine did not boot (state: ${state:-none})" ;;
@@ -205,6 +212,15 @@ wait_for() { # what command...
   local what="$1"; shift
   for _ in $(seq 1 150); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
   fail "timed out waiting for $what"
+}
+# Every webhook id the fixtures use, each with the same passcode, set by `$1 webhooks add`.
+webhook_ids="$(grep -hio '^x-actigraph-webhook-id: *[0-9]*' tests/fixtures/*.http | awk '{print $2}' | sort -u)"
+configure_webhooks() {
+  local id
+  for id in $webhook_ids; do
+    in_machine sh -c "cd / && printf package-test-passcode | $1 webhooks add $id --auth passcode --secret-stdin" >/dev/null ||
+      fail "$1 webhooks add $id failed"
+  done
 }
 send_fixtures() {
   local sent=0 f
@@ -224,8 +240,7 @@ in_machine id cpwatch >/dev/null || fail "the package did not create the cpwatch
 in_machine sh -c "printf 'listen = \"127.0.0.1:$receiver_port\"\ndashboard_listen = \"127.0.0.1:$dashboard_port\"\n' >>/etc/cpwatch/config.toml"
 # The webhook's passcode, set as the service's user (the previous binary may not know
 # the service's paths yet; this commit's admin path is tested after the purge below).
-in_machine sh -c 'printf package-test-passcode | runuser -u cpwatch -- cpwatch --data-dir /var/lib/cpwatch webhooks add 15 --auth passcode --secret-stdin' >/dev/null ||
-  fail "cannot configure the webhook with the previous package"
+configure_webhooks "runuser -u cpwatch -- cpwatch --data-dir /var/lib/cpwatch"
 enable_service() {
   in_machine systemctl enable --now cpwatch >/dev/null 2>&1 || { in_machine journalctl -u cpwatch --no-pager | tail -n 30 >&2; fail "systemctl enable --now cpwatch failed"; }
   wait_for "the service's receiver" curl -fsS "http://127.0.0.1:$receiver_port/healthz"
@@ -241,7 +256,7 @@ old_schema="$(schema_of_file)"
 say "upgrading to this commit's package"
 apt_get install "/root/pkg/$(basename "$server_deb")" >"$work/apt.log" 2>&1 || { tail -n 30 "$work/apt.log" >&2; fail "the upgrade failed"; }
 grep -q "127.0.0.1:$receiver_port" "$machine/etc/cpwatch/config.toml" || fail "the upgrade lost the edited configuration"
-in_machine cpwatch --version | grep -qF "($commit" || fail "the upgraded cpwatch is not commit $commit"
+in_machine cpwatch --version | grep -qF "(commit $commit)" || fail "the upgraded cpwatch is not commit $commit"
 wait_for "the upgraded service" sh -c "curl -fsS http://127.0.0.1:$dashboard_port/api/version | grep -q $commit"
 wait_for "the upgraded service's receiver" curl -fsS "http://127.0.0.1:$receiver_port/healthz"
 # Read before any command of the new binary opens the file: the service migrated it.
@@ -253,7 +268,7 @@ say "upgrade: database schema $old_schema -> $new_schema, migrated by the restar
 more="$(send_fixtures)"
 [ "$(stored)" -eq $((sent + more)) ] || fail "the upgraded service did not store new deliveries"
 in_machine systemd-analyze verify cpwatch.service || fail "systemd-analyze verify cpwatch.service found problems"
-in_machine systemd-analyze --user verify /usr/lib/systemd/user/cpwatch.service ||
+in_machine sh -c 'mkdir -p -m 0700 /run/user/0 && XDG_RUNTIME_DIR=/run/user/0 systemd-analyze --user verify /usr/lib/systemd/user/cpwatch.service' ||
   fail "systemd-analyze verify of the user unit found problems"
 say "hardening: $(in_machine systemd-analyze security cpwatch.service --no-pager 2>/dev/null | tail -n 1)"
 
@@ -270,8 +285,7 @@ say "installing this commit's package afresh: the admin configures it, then enab
 apt_get install "/root/pkg/$(basename "$server_deb")" >"$work/apt.log" 2>&1 || fail "installing after the purge failed"
 in_machine sh -c "printf 'listen = \"127.0.0.1:$receiver_port\"\ndashboard_listen = \"127.0.0.1:$dashboard_port\"\n' >>/etc/cpwatch/config.toml"
 # As root, with no --data-dir: the service's data, created for the service's user.
-in_machine sh -c 'printf package-test-passcode | cpwatch webhooks add 15 --auth passcode --secret-stdin' >/dev/null ||
-  fail "sudo cpwatch webhooks add did not configure the service"
+configure_webhooks cpwatch
 in_machine test ! -e /root/.local/share/cpwatch || fail "sudo cpwatch webhooks add wrote root's own data, not the service's"
 enable_service
 fresh="$(send_fixtures)"
