@@ -263,7 +263,7 @@ wait_for "the upgraded service's receiver" curl -fsS "http://127.0.0.1:$receiver
 new_schema="$(schema_of_file)"
 expected_schema="$(in_machine cpwatch status --json --data-dir /var/lib/cpwatch | python3 -c 'import json,sys; print(json.load(sys.stdin)["schema_version"])')"
 [ "$new_schema" -eq "$expected_schema" ] || fail "the upgraded service left the database at schema $new_schema, not $expected_schema"
-say "upgrade: database schema $old_schema -> $new_schema, migrated by the restarted service"
+say "upgrade: the database is at schema $new_schema (was $old_schema), as the restarted service left it"
 [ "$(stored)" -eq "$sent" ] || fail "the upgrade lost deliveries"
 more="$(send_fixtures)"
 [ "$(stored)" -eq $((sent + more)) ] || fail "the upgraded service did not store new deliveries"
