@@ -25,7 +25,11 @@ cd "$(dirname "$0")/.."
 root="$PWD"
 say() { printf 'package-test: %s\n' "$*"; }
 fail() { printf 'package-test: FAILED: %s\n' "$*" >&2; exit 1; }
-[ "$(id -u)" -eq 0 ] || fail "run as root: it builds a Debian root with debootstrap and boots it with systemd-nspawn"
+if [ "$(id -u)" -ne 0 ]; then
+  # As scripts/setup.sh does for apt: sudo when there is one, else a clear refusal.
+  command -v sudo >/dev/null || fail "run as root: it builds a Debian root with debootstrap and boots it with systemd-nspawn"
+  exec sudo --preserve-env=CARGO_TARGET_DIR,CPWATCH_CACHE,CPWATCH_UPGRADE_FROM,PATH bash "$0" "$@"
+fi
 source scripts/setup.sh
 cpwatch_setup base desktop package
 cache="${CPWATCH_CACHE:-$HOME/.cache/cpwatch}"

@@ -64,9 +64,9 @@ if [ "$only" != server ]; then
     echo "License: MIT"
     sed -e 's/^$/./' -e 's/^/ /' LICENSE
   } >"$stage/copyright"
-  # The bundler lists WebKitGTK, GTK and the appindicator library; the C library the
-  # two binaries need comes from dpkg-shlibdeps on the command line the package ships
-  # (the app's own needs beyond it are those three, which pull in the rest).
+  # The bundler lists WebKitGTK and GTK (no appindicator library: the tray speaks D-Bus
+  # itself); the C library the two binaries need comes from dpkg-shlibdeps on the command
+  # line the package ships (the app's other needs come in with WebKitGTK and GTK).
   mkdir -p "$stage/shlibdeps/debian"
   printf 'Source: cpwatch\n\nPackage: cpwatch-desktop\nArchitecture: any\n' >"$stage/shlibdeps/debian/control"
   shlibs="$(cd "$stage/shlibdeps" && dpkg-shlibdeps -O --warnings=0 "$target/release/cpwatch")"
@@ -81,8 +81,8 @@ if [ "$only" != server ]; then
   # The command line for other distributions.
   name="cpwatch-$version-x86_64-linux"
   mkdir -p "$stage/$name/systemd"
+  # (Already stripped: the release profile strips.)
   install -m 0755 "$target/release/cpwatch" "$stage/$name/cpwatch"
-  strip "$stage/$name/cpwatch"
   install -m 0644 LICENSE README.md "$stage/$name/"
   install -m 0644 packaging/config.toml "$stage/$name/config.example.toml"
   install -m 0644 packaging/systemd/cpwatch.service "$stage/$name/systemd/cpwatch.service"

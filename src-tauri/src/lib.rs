@@ -43,7 +43,8 @@ pub use window::{WindowProgram, Windows, WINDOW_FLAG};
     version = cpwatch::VERSION,
     about = "The cpwatch desktop app: receives CentrePoint webhooks like `cpwatch serve`, with a tray icon, \
              desktop notifications and the dashboard in a window",
-    after_help = "Configuration: ~/.config/cpwatch/config.toml, then CPWATCH_* variables, then flags, as for `cpwatch serve`."
+    after_help = "Configuration: ~/.config/cpwatch/config.toml, then CPWATCH_* variables, then flags; the data in \
+                  ~/.local/share/cpwatch: the same lookup as `cpwatch serve` (see `cpwatch --help`)."
 )]
 struct Args {
     /// Start in the tray, without opening the window (as at login).
