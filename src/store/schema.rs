@@ -236,6 +236,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX subject_days_by_day ON subject_days (study_id, day, subject_id, wear_minutes);
     "#,
+    // 5: fewer indexes for the writer to keep (issue 14). Each new upload wrote both of
+    // these at a random key, so each dirtied a page of its own at every commit. An
+    // upload id or a subject searched across studies is found through the indexes that
+    // start with the study instead, one study at a time (`study_id IN (SELECT study_id
+    // FROM studies)`), which needs every upload's study listed: the writer has always
+    // listed it, and the insert below makes sure of it.
+    r#"
+    DROP INDEX uploads_upload_id;
+    DROP INDEX uploads_any_subject;
+    INSERT OR IGNORE INTO studies (study_id, first_seen_at, last_delivery_at)
+        SELECT study_id, min(first_seen_at), max(updated_at) FROM uploads GROUP BY study_id;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -275,6 +287,36 @@ mod tests {
         let check: String =
             conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).expect("integrity_check");
         assert_eq!(check, "ok");
+    }
+
+    #[test]
+    fn migration_5_lists_every_upload_s_study_so_searches_across_studies_find_it() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database");
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).expect("migrations 1 to 4");
+        }
+        conn.pragma_update(None, "user_version", 4).expect("set version");
+        // An upload whose study is not listed (no writer leaves one, but a file may hold one).
+        conn.execute_batch(
+            "INSERT INTO uploads (study_id, upload_id, subject_id, status, first_seen_at, first_seen_day,
+                 updated_at, deliveries) VALUES ('204', 'u1', 's1', 'started', 1000, '2026-12-01', 2000, 1);
+             INSERT INTO studies (study_id, first_seen_at, last_delivery_at) VALUES ('189', 5, 6);",
+        )
+        .expect("rows");
+        migrate(&mut conn, Path::new(":memory:")).expect("migration 5 applies");
+        let studies: Vec<(String, i64, i64)> = conn
+            .prepare("SELECT study_id, first_seen_at, last_delivery_at FROM studies ORDER BY study_id")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+            .expect("studies");
+        assert_eq!(studies, [("189".to_string(), 5, 6), ("204".to_string(), 1000, 2000)]);
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name IN ('uploads_upload_id', 'uploads_any_subject')",
+                [],
+                |r| r.get(0),
+            )
+            .expect("indexes");
+        assert_eq!(indexes, 0, "both indexes are gone");
     }
 
     #[test]

@@ -119,6 +119,13 @@ pub fn get(conn: &Connection, study: &str, upload: &str) -> rusqlite::Result<Opt
     .optional()
 }
 
+fn select_sql(terms: &[String]) -> String {
+    format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads {} ORDER BY updated_at DESC, study_id DESC, upload_id DESC LIMIT ?",
+        where_clause(terms)
+    )
+}
+
 /// Uploads matching `terms`, in the one order every listing of uploads uses: most
 /// recently changed first, ties by study, then by upload (the order of the
 /// `(updated_at, study_id, upload_id)` index, which the pages' cursor walks).
@@ -129,18 +136,29 @@ fn select(
     limit: i64,
 ) -> rusqlite::Result<Vec<UploadRow>> {
     values.push(SqlValue::Integer(limit));
-    let sql = format!(
-        "SELECT {UPLOAD_COLUMNS} FROM uploads {} ORDER BY updated_at DESC, study_id DESC, upload_id DESC LIMIT ?",
-        where_clause(terms)
-    );
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare(&select_sql(terms))?;
     let rows = stmt.query_map(params_from_iter(values), upload_row_from)?;
     rows.collect()
 }
 
+/// The filter's terms for uploads. A subject named without its study is looked up in
+/// each study's `(study_id, subject_id, updated_at)` index: no index starts with the
+/// subject alone (migration 5).
+fn filter_terms(filter: &Filter) -> (Vec<String>, Vec<SqlValue>) {
+    let (mut terms, values) = filter.terms("updated_at", false);
+    if filter.subject.is_some() && filter.study.is_none() {
+        terms.push(ANY_STUDY.into());
+    }
+    (terms, values)
+}
+
+/// Every study, so that a lookup by upload or subject id walks the indexes that start
+/// with the study.
+const ANY_STUDY: &str = "study_id IN (SELECT study_id FROM studies)";
+
 /// Uploads, most recently changed first, up to the filter's limit (all without one).
 pub fn list(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<UploadRow>> {
-    let (terms, values) = filter.terms("updated_at", false);
+    let (terms, values) = filter_terms(filter);
     select(conn, &terms, values, filter.limit())
 }
 
@@ -167,15 +185,21 @@ pub struct UploadQuery {
 
 /// Uploads, most recently changed first, one page at a time.
 pub fn page(conn: &Connection, q: &UploadQuery) -> rusqlite::Result<Page<UploadRow>> {
-    let (mut terms, mut values) = q.filter.terms("updated_at", false);
+    let (terms, values) = page_terms(q);
+    let limit = q.limit.clamp(1, 500);
+    let items = select(conn, &terms, values, i64::from(limit) + 1)?;
+    Ok(Page::from_rows(items, limit, upload_cursor))
+}
+
+fn page_terms(q: &UploadQuery) -> (Vec<String>, Vec<SqlValue>) {
+    let (mut terms, mut values) = filter_terms(&q.filter);
     if let Some(search) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         // Three indexed lookups rather than one condition tested on every row.
-        terms.push(
-            "rowid IN (SELECT rowid FROM uploads WHERE upload_id = ?
-                       UNION SELECT rowid FROM uploads WHERE subject_id = ?
+        terms.push(format!(
+            "rowid IN (SELECT rowid FROM uploads WHERE {ANY_STUDY} AND upload_id = ?
+                       UNION SELECT rowid FROM uploads WHERE {ANY_STUDY} AND subject_id = ?
                        UNION SELECT rowid FROM uploads WHERE status = 'error' AND error_message LIKE ? ESCAPE '\\')"
-                .into(),
-        );
+        ));
         values.push(SqlValue::Text(search.to_string()));
         values.push(SqlValue::Text(search.to_string()));
         values.push(SqlValue::Text(format!("%{}%", like_escape(search))));
@@ -189,9 +213,7 @@ pub fn page(conn: &Connection, q: &UploadQuery) -> rusqlite::Result<Page<UploadR
         terms.push("(updated_at, study_id, upload_id) < (?, ?, ?)".into());
         values.extend([SqlValue::Integer(at), SqlValue::Text(study), SqlValue::Text(upload)]);
     }
-    let limit = q.limit.clamp(1, 500);
-    let items = select(conn, &terms, values, i64::from(limit) + 1)?;
-    Ok(Page::from_rows(items, limit, upload_cursor))
+    (terms, values)
 }
 
 /// How many uploads failed after `t`.
@@ -201,4 +223,38 @@ pub fn failed_since(conn: &Connection, t: DateTime<Utc>) -> rusqlite::Result<i64
         [to_ms(t)],
         |row| row.get(0),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What SQLite's planner does for each table it reads, as `EXPLAIN QUERY PLAN` says.
+    fn plan(conn: &Connection, terms: &[String], mut values: Vec<SqlValue>) -> Vec<String> {
+        values.push(SqlValue::Integer(50));
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", select_sql(terms))).expect("explain");
+        let rows = stmt.query_map(params_from_iter(values), |row| row.get::<_, String>(3)).expect("plan");
+        rows.collect::<Result<_, _>>().expect("plan rows")
+    }
+
+    #[test]
+    fn an_upload_or_subject_searched_across_studies_is_looked_up_not_scanned() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = super::super::prepare_data_dir(dir.path()).expect("data dir");
+        let conn = super::super::open(&path).expect("open");
+        let subject_only = Filter { subject: Some("44732".into()), ..Default::default() };
+        let searched = UploadQuery { search: Some("44732".into()), limit: 50, ..Default::default() };
+        let cases = [
+            ("a subject without its study", filter_terms(&subject_only)),
+            ("a search", page_terms(&searched)),
+        ];
+        for (what, (terms, values)) in cases {
+            let plan = plan(&conn, &terms, values);
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN uploads")),
+                "{what} reads every upload: {plan:#?}"
+            );
+            assert!(plan.iter().any(|step| step.starts_with("SEARCH uploads USING")), "{what}: {plan:#?}");
+        }
+    }
 }
