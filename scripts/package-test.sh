@@ -178,9 +178,21 @@ systemd-nspawn --quiet --directory="$machine" --boot --register=no --keep-unit -
   --resolv-conf=copy-host --bind="$cache/apt-archives:/var/cache/apt/archives" \
   >"$work/machine.log" 2>&1 </dev/null &
 nspawn_pid=$!
+# The machine's init is the child of systemd-nspawn that is PID 1 in its own namespace
+# ("NSpid: <host pid> 1"). Not just the first child: while the machine starts, nspawn
+# has a short-lived helper child too, and commands aimed at it fail once it is gone.
+machine_init() {
+  local child
+  for child in $(pgrep -P "$nspawn_pid" || true); do
+    if awk '/^NSpid:/ { found = (NF > 2 && $NF == 1) } END { exit !found }' "/proc/$child/status" 2>/dev/null; then
+      echo "$child"
+      return 0
+    fi
+  done
+}
 init_pid=""
-for _ in $(seq 1 100); do
-  init_pid="$(pgrep -P "$nspawn_pid" | head -1 || true)"
+for _ in $(seq 1 300); do
+  init_pid="$(machine_init)"
   [ -n "$init_pid" ] && break
   kill -0 "$nspawn_pid" 2>/dev/null || fail "systemd-nspawn exited"
   sleep 0.2
